@@ -1,0 +1,391 @@
+"""The one configuration schema of synthmed.
+
+``params.yaml`` holds a base configuration (its top-level sections) and named *profiles* under
+``profiles:``; a profile is an overlay deep-merged onto the base. ``profile:`` names the profile
+that ``dvc repro`` and the CLI use unless ``--profile`` says otherwise. The CLI, the Prefect flows
+and the DVC stages all read their settings through :func:`load_config`, so there is one schema,
+one set of defaults and one set of error messages.
+
+Every model forbids unknown keys: a typo in params.yaml is an error that names the key (with a
+suggestion), never a silently ignored setting. All profiles are validated, not only the active
+one, so a typo in ``full`` is caught on a laptop running ``demo``.
+
+Sections added by later features (experiments, metrics, SinGAN-Seg) live here too: one place for
+the schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from components.errors import ConfigError
+
+DEFAULT_PARAMS = "params.yaml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+class S3Config(_Section):
+    """How to reach an ``s3://`` source. Credentials come from the usual AWS_* variables."""
+
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, moto, ...); None for AWS itself."
+    )
+    region: str = Field("us-east-1", description="Region passed to boto3.")
+
+
+class LesionDataConfig(_Section):
+    """Dermoscopy images from the ISIC archive (benign/malignant)."""
+
+    source: str = Field(
+        "data/samples/isic-uda1/images",
+        description="Folder or s3://bucket/prefix holding the images and their metadata.",
+    )
+    format: Literal["auto", "isic_legacy", "isic_csv", "challenge_csv"] = Field(
+        "auto",
+        description="auto: detect. isic_legacy: ISIC_nnnnnnn.jpg + .json; isic_csv: images + "
+        "metadata.csv as `isic image download` writes; challenge_csv: CSV of image_name,target.",
+    )
+    metadata_csv: str | None = Field(
+        None, description="Metadata CSV name inside the source (auto: metadata.csv / *.csv)."
+    )
+    sizes: list[int] = Field(
+        [64, 128], description="Square sizes (px) of the resized copies and uint8 caches."
+    )
+    max_images: int | None = Field(
+        None, ge=2, description="Keep at most this many images, malignant share preserved."
+    )
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of images for validation.")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share held out for testing.")
+
+
+class PolypDataConfig(_Section):
+    """Polyp endoscopy images with segmentation masks."""
+
+    enabled: bool = Field(True, description="Ingest and validate polyps in the pipeline.")
+    source: str = Field(
+        "build/phantoms/kvasir",
+        description="Folder or s3:// prefix (Kvasir-SEG layout, CVC-ClinicDB layout or RGBA).",
+    )
+    format: Literal["auto", "kvasir", "cvc", "rgba"] = Field(
+        "auto",
+        description="kvasir: images/ + masks/; cvc: Original/ + 'Ground Truth/'; rgba: alpha "
+        "channel is the mask.",
+    )
+    sizes: list[int] = Field([64], description="Square sizes (px) of the resized copies.")
+    phantoms: int = Field(
+        24, ge=0, description="Polyp-like phantoms generated for the demo (0: none)."
+    )
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of images for validation.")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share held out for testing.")
+
+
+class DataConfig(_Section):
+    lesions: LesionDataConfig = LesionDataConfig()
+    polyps: PolypDataConfig = PolypDataConfig()
+    s3: S3Config = S3Config()
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+class ValidationConfig(_Section):
+    """Great Expectations checks on the ingested manifests."""
+
+    labels: list[str] = Field(["benign", "malignant"], description="Allowed lesion labels.")
+    min_side: int = Field(32, ge=1, description="Smallest allowed image height or width (px).")
+    max_mask_nonbinary_share: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="Largest share of mask pixels away from both 0 and 255 (JPEG masks are noisy).",
+    )
+    max_failed_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="The stage fails when more than this share of rows is quarantined.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# generators
+
+
+class GanConfig(_Section):
+    """A lesion GAN trained by the common loop (components/generators)."""
+
+    kind: str = Field("dcgan", description="Registered generator name (see `synthmed gans`).")
+    image_size: int = Field(64, description="Training resolution; a size ingested above.")
+    latent_dim: int = Field(100, ge=1, description="Size of the latent vector z.")
+    base_channels: int = Field(64, ge=4, description="ngf/ndf: width of G and D.")
+    batch_size: int = Field(64, ge=1, description="Real images per D step.")
+    steps: int = Field(5000, ge=1, description="Generator steps to train.")
+    lr_g: float = Field(2e-4, gt=0, description="Generator learning rate.")
+    lr_d: float = Field(2e-4, gt=0, description="Discriminator learning rate (TTUR if != lr_g).")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1.")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2.")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="Real targets become 1 - this (one-sided)."
+    )
+    checkpoint_every: int = Field(500, ge=1, description="Steps between checkpoints.")
+    sample_every: int = Field(500, ge=1, description="Steps between sample grids in MLflow.")
+    log_every: int = Field(10, ge=1, description="Steps between logged losses.")
+    registered_model: str = Field(
+        "synthmed-{kind}-{image_size}",
+        description="MLflow registered model name ({kind} and {image_size} are filled in).",
+    )
+
+
+class GenerateConfig(_Section):
+    """Synthetic set written from the trained generator."""
+
+    n_images: int = Field(1000, ge=1, description="Images in the synthetic set.")
+    malignant_share: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Share of malignant labels to request (class-conditional GANs); None: the "
+        "real training share.",
+    )
+    truncation: float = Field(1.0, gt=0, description="Latent scale at sampling (1: none).")
+
+
+# --------------------------------------------------------------------------------------------
+# versioning, evaluation, promotion, tracking
+
+
+class VersioningConfig(_Section):
+    """Where synthetic sets are pushed with DVC."""
+
+    remote_name: str = Field("synthmed", description="Name of the DVC remote.")
+    remote_url: str = Field(
+        ".dvcstore",
+        description="DVC remote: a folder (relative to the project) or s3://bucket/prefix.",
+    )
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint for an s3:// remote (MinIO, moto)."
+    )
+    push: bool = Field(True, description="Push each new set to the remote.")
+    sets_dir: str = Field("data/synthetic", description="Folder of versioned synthetic sets.")
+
+
+class EvaluateConfig(_Section):
+    """EfficientNet lesion classifier trained on real vs real+synthetic data."""
+
+    model: str = Field("efficientnet-b0", description="efficientnet-pytorch model name.")
+    weights_path: str | None = Field(
+        None, description="Local ImageNet weights (.pth); None trains from random init."
+    )
+    image_size: int = Field(128, description="Classifier input size; a size ingested above.")
+    epochs: int = Field(20, ge=1, description="Training epochs per arm.")
+    batch_size: int = Field(32, ge=1, description="Batch size.")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay.")
+    synthetic_per_real: float = Field(
+        1.0, ge=0, description="Synthetic images added per real training image (mixed arm)."
+    )
+    arms: list[Literal["real", "real+synthetic", "synthetic"]] = Field(
+        ["real", "real+synthetic"], description="Training sets compared."
+    )
+    threshold: float = Field(0.5, gt=0, lt=1, description="Malignant probability threshold.")
+    num_workers: int = Field(0, ge=0, description="DataLoader workers.")
+
+
+class PromoteConfig(_Section):
+    """Champion/challenger promotion in the MLflow model registry."""
+
+    registered_model: str = Field("synthmed-lesion-classifier", description="Registry name.")
+    metric: str = Field("roc_auc", description="Test metric that decides promotion.")
+    greater_is_better: bool = Field(True, description="Direction of the metric.")
+    margin: float = Field(0.0, ge=0, description="Challenger must beat champion by this much.")
+
+
+class TrackingConfig(_Section):
+    """MLflow tracking. MLFLOW_TRACKING_URI, when set, overrides tracking_uri."""
+
+    tracking_uri: str = Field("sqlite:///mlruns/mlflow.db", description="MLflow backend store.")
+    artifact_location: str = Field(
+        "mlruns/artifacts", description="Artifact root for new experiments (local stores)."
+    )
+    experiment: str = Field("synthmed", description="MLflow experiment name.")
+
+
+# --------------------------------------------------------------------------------------------
+# the whole
+
+
+class Config(_Section):
+    """A fully resolved configuration: the base of params.yaml with one profile applied."""
+
+    profile: str = Field("demo", description="Name of the profile this config was resolved for.")
+    seed: int = Field(42, description="Seed of every random generator (numpy, torch, splits).")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: cuda when available, else cpu."
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU."
+    )
+    channels_last: bool | None = Field(
+        None, description="Use channels_last memory format (None: on CUDA only)."
+    )
+    work_dir: str = Field(
+        "build", description="Folder of stage outputs; each profile writes work_dir/<profile>/."
+    )
+    data: DataConfig = DataConfig()
+    validation: ValidationConfig = ValidationConfig()
+    gan: GanConfig = GanConfig()
+    generate: GenerateConfig = GenerateConfig()
+    versioning: VersioningConfig = VersioningConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    promote: PromoteConfig = PromoteConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @field_validator("profile")
+    @classmethod
+    def _profile_name(cls, v: str) -> str:
+        if not v.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("profile names use letters, digits, '-' and '_' only")
+        return v
+
+    @property
+    def out_dir(self) -> Path:
+        """Folder of this profile's stage outputs."""
+        return Path(self.work_dir) / self.profile
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.out_dir / stage
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """Return base updated with overlay; nested dicts merge, everything else is replaced."""
+    out = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the sub-model that ``loc`` (minus its last element) points into."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return list(model.model_fields)
+
+
+def _explain(err: ValidationError, where: str) -> str:
+    """One line for the first error of ``err``, naming ``where`` and the dotted key."""
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    key = ".".join(str(p) for p in loc)
+    dotted = f"{where}.{key}" if where else key
+    if first["type"] == "extra_forbidden":
+        hint = difflib.get_close_matches(str(loc[-1]), _known_keys(Config, loc), n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        return f"{dotted}: unknown key{suggestion}"
+    return f"{dotted}: {first['msg']} (got {first.get('input')!r})"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{at} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
+def resolve(raw: dict[str, Any], profile: str | None = None, source: str = DEFAULT_PARAMS) -> Config:
+    """Resolve a params mapping (base + ``profiles``) into a validated :class:`Config`.
+
+    Every profile is validated; the returned config is the one for ``profile`` (default: the
+    mapping's ``profile`` key, else ``demo``).
+    """
+    raw = dict(raw)
+    profiles = raw.pop("profiles", {}) or {}
+    if not isinstance(profiles, dict):
+        raise ConfigError(f"{source}: profiles: expected a mapping of profile name to overrides")
+    chosen = profile or raw.get("profile") or "demo"
+    if chosen not in profiles and profiles:
+        names = ", ".join(sorted(profiles))
+        raise ConfigError(f"{source}: profile '{chosen}' is not defined (profiles: {names})")
+    base = {k: v for k, v in raw.items() if k != "profile"}
+    try:
+        Config.model_validate({**base, "profile": "base"})
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_explain(exc, '')}") from None
+    resolved: dict[str, Config] = {}
+    for name, overlay in profiles.items():
+        overlay = overlay or {}
+        if not isinstance(overlay, dict):
+            raise ConfigError(f"{source}: profiles.{name}: expected a mapping of overrides")
+        if "profile" in overlay:
+            raise ConfigError(f"{source}: profiles.{name}.profile: a profile cannot rename itself")
+        try:
+            resolved[name] = Config.model_validate({**deep_merge(base, overlay), "profile": name})
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {_explain(exc, f'profiles.{name}')}") from None
+    if chosen in resolved:
+        return resolved[chosen]
+    return Config.model_validate({**base, "profile": chosen})
+
+
+def load_config(
+    path: str | os.PathLike[str] = DEFAULT_PARAMS,
+    profile: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Read ``params.yaml`` and resolve ``profile`` (default: its ``profile:`` key).
+
+    ``overrides`` (a nested mapping) is merged last, e.g. by tests that shrink one setting.
+    """
+    path = Path(path)
+    raw = _read_yaml(path)
+    if overrides:
+        chosen = profile or raw.get("profile") or "demo"
+        raw.setdefault("profiles", {})
+        raw["profiles"] = dict(raw["profiles"] or {})
+        raw["profiles"][chosen] = deep_merge(raw["profiles"].get(chosen) or {}, overrides)
+    return resolve(raw, profile, source=str(path))
+
+
+def section_params(cfg: BaseModel, prefix: str = "") -> dict[str, str]:
+    """Flatten a config (or a section) to ``{"gan.lr_g": "0.0002", ...}`` for MLflow params."""
+    flat: dict[str, str] = {}
+    for key, value in cfg.model_dump(mode="json").items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            sub = getattr(cfg, key)
+            flat.update(section_params(sub, prefix=f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat

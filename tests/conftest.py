@@ -1,0 +1,57 @@
+"""Test-wide settings: telemetry off, every state folder under a temp dir, no progress bars."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_STATE = Path(tempfile.mkdtemp(prefix="synthmed-tests-"))
+for key, value in {
+    "PREFECT_HOME": str(_STATE / "prefect"),
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "HF_HUB_OFFLINE": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "DVC_SITE_CACHE_DIR": str(_STATE / "dvc-site-cache"),
+    "SYNTHMED_PROGRESS": "0",
+    "GIT_AUTHOR_NAME": "synthmed-tests",
+    "GIT_AUTHOR_EMAIL": "tests@synthmed.invalid",
+    "GIT_COMMITTER_NAME": "synthmed-tests",
+    "GIT_COMMITTER_EMAIL": "tests@synthmed.invalid",
+}.items():
+    os.environ[key] = value
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ISIC_SAMPLES = REPO_ROOT / "data" / "samples" / "isic-uda1" / "images"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def isic_samples() -> Path:
+    """The embedded CC0 ISIC images (legacy layout: .jpg + .json)."""
+    return ISIC_SAMPLES
+
+
+@pytest.fixture()
+def mlflow_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh local MLflow store (sqlite + artifact folder under tmp_path), experiment "tests"."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    exp_id = mlflow.create_experiment("tests", artifact_location=(tmp_path / "artifacts").as_uri())
+    mlflow.set_experiment(experiment_id=exp_id)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
