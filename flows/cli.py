@@ -1,0 +1,250 @@
+"""The ``synthmed`` command line.
+
+Stage commands (``ingest``, ``validate``, ``train-gan``, ``generate``, ``evaluate``,
+``promote``) run one component directly: they are what ``dvc.yaml`` calls. ``run`` and ``demo``
+run the Prefect pipeline flow, which asks DVC what is stale. A user mistake prints one line,
+``synthmed: error: ...``, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from components.errors import SynthmedError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    help="synthmed: validated, versioned synthetic medical images, and proof of whether they help.",
+)
+
+Profile = Annotated[
+    str | None,
+    typer.Option("--profile", "-p", help="Profile of params.yaml (default: its `profile:` key)."),
+]
+Params = Annotated[
+    Path, typer.Option("--params", help="The configuration file.", dir_okay=False)
+]
+
+QUIET_ENV = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "HF_HUB_OFFLINE": "1",
+    "DVC_NO_ANALYTICS": "1",
+}
+
+
+def _quiet_environment() -> None:
+    """Telemetry off; Prefect and DVC state inside the project unless the user chose a place."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
+    os.environ.setdefault("DVC_SITE_CACHE_DIR", str(Path.cwd() / ".dvc-site-cache"))
+
+
+def _stage(name: str, profile: str | None, params: Path) -> dict[str, Any]:
+    from components.config import load_config
+    from components.stages import STAGES
+
+    cfg = load_config(params, profile)
+    metrics = STAGES[name](cfg)
+    typer.echo(json.dumps(metrics, indent=2, default=str)[:4000])
+    return metrics
+
+
+def _example(text: str) -> str:
+    return f"\n\n[bold]Example:[/bold] [cyan]{text}[/cyan]"
+
+
+@app.command(help="Read images + metadata into a manifest, resized copies and uint8 caches."
+             + _example("synthmed ingest --profile demo"))
+def ingest(profile: Profile = None, params: Params = Path("params.yaml")) -> None:
+    _stage("ingest", profile, params)
+
+
+@app.command(help="Great Expectations checks; quarantine bad rows; rebalance; split."
+             + _example("synthmed validate --profile demo"))
+def validate(profile: Profile = None, params: Params = Path("params.yaml")) -> None:
+    _stage("validate", profile, params)
+
+
+@app.command("train-gan", help="Train the configured lesion GAN (gan.kind) and register it."
+             + _example("synthmed train-gan --profile demo"))
+def train_gan(profile: Profile = None, params: Params = Path("params.yaml")) -> None:
+    _stage("train", profile, params)
+
+
+@app.command(help="Sample a synthetic set, write it, version it with DVC and push it."
+             + _example("synthmed generate --profile demo"))
+def generate(profile: Profile = None, params: Params = Path("params.yaml")) -> None:
+    _stage("generate", profile, params)
+
+
+@app.command(help="Train the EfficientNet classifier on real vs real+synthetic; test on real."
+             + _example("synthmed evaluate --profile demo"))
+def evaluate(profile: Profile = None, params: Params = Path("params.yaml")) -> None:
+    _stage("evaluate", profile, params)
+
+
+@app.command(help="Register the best classifier; move `champion` only if it beats the incumbent."
+             + _example("synthmed promote --profile demo"))
+def promote(profile: Profile = None, params: Params = Path("params.yaml")) -> None:
+    _stage("promote", profile, params)
+
+
+@app.command(help="Run the whole pipeline as a Prefect flow; DVC skips what is up to date."
+             + _example("synthmed run --profile full"))
+def run(profile: Profile = None) -> None:
+    from flows.pipeline import pipeline
+
+    result = pipeline(profile=profile, root=".")
+    _print_summary(result)
+
+
+@app.command(help="Run the pipeline on the embedded ISIC images with the demo profile, then "
+             "print where everything is." + _example("synthmed demo"))
+def demo() -> None:
+    from flows.pipeline import pipeline
+
+    result = pipeline(profile="demo", root=".")
+    _print_summary(result)
+
+
+@app.command(help="Write deterministic polyp-like phantoms (image + mask) in the Kvasir-SEG "
+             "layout." + _example("synthmed phantoms data/samples/polyp-phantoms --n 24"))
+def phantoms(
+    out: Annotated[Path, typer.Argument(help="Folder to write images/ and masks/ into.")],
+    n: Annotated[int, typer.Option(help="Number of phantoms.")] = 24,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed writes the same files.")] = 0,
+    size: Annotated[int, typer.Option(help="Side of each image (px).")] = 128,
+) -> None:
+    from components.data.phantoms import write_phantoms
+
+    path = write_phantoms(out, n=n, seed=seed, size=size)
+    typer.echo(f"wrote {n} phantoms to {path}")
+
+
+@app.command(help="Validate params.yaml and print the resolved configuration of a profile."
+             + _example("synthmed config --profile full"))
+def config(profile: Profile = None, params: Params = Path("params.yaml")) -> None:
+    import yaml
+
+    from components.config import load_config
+
+    cfg = load_config(params, profile)
+    typer.echo(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+@app.command(help="List the versioned synthetic sets." + _example("synthmed versions"))
+def versions(profile: Profile = None, params: Params = Path("params.yaml")) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from components.config import load_config
+    from components.versioning import list_versions
+
+    cfg = load_config(params, profile)
+    table = Table("name", "md5", "generator", "source manifest", "remote")
+    for v in list_versions(Path.cwd(), cfg.versioning):
+        table.add_row(
+            str(v.get("name")),
+            str(v.get("md5", ""))[:12],
+            str(v.get("generator_registered_model", "")) + "/" + str(v.get("generator_model_version", "")),
+            str(v.get("source_manifest_sha256", ""))[:12],
+            str(v.get("remote", "")),
+        )
+    Console().print(table)
+
+
+@app.command(help="Fetch one synthetic set version from the DVC remote."
+             + _example("synthmed pull dcgan-64-demo-1a2b3c4d"))
+def pull(
+    name: Annotated[str, typer.Argument(help="Set version (see `synthmed versions`).")],
+    profile: Profile = None,
+    params: Params = Path("params.yaml"),
+) -> None:
+    from components.config import load_config
+    from components.versioning import pull_set
+
+    cfg = load_config(params, profile)
+    typer.echo(f"pulled {pull_set(Path.cwd(), name, cfg.versioning)}")
+
+
+@app.command(help="List the registered generators." + _example("synthmed gans"))
+def gans() -> None:
+    from components.generators import REGISTRY, get_generator
+
+    get_generator("dcgan")
+    for kind, cls in sorted(REGISTRY.items()):
+        typer.echo(f"{kind:12s} {'conditional' if cls.conditional else 'unconditional'}  "
+                   f"{(cls.__doc__ or '').strip().splitlines()[0]}")
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from components.config import load_config
+    from components.tracking import tracking_uri
+
+    console = Console()
+    cfg = load_config("params.yaml", result["profile"])
+    table = Table("stage", "status", title=f"synthmed pipeline ({result['profile']})")
+    for stage, r in result["stages"].items():
+        table.add_row(stage, "up to date (skipped)" if r["skipped"] else "ran")
+    console.print(table)
+    stages = result["stages"]
+    uri = tracking_uri(cfg.tracking)
+    console.print(f"[bold]MLflow runs:[/bold] {uri}  (open the UI: "
+                  f"[cyan]mlflow ui --backend-store-uri {uri}[/cyan])")
+    promo = stages.get("promote", {}).get("metrics") or {}
+    if promo:
+        m = promo.get("metrics", {})
+        shown = ", ".join(f"{k}={m[k]:.3f}" for k in
+                          ("roc_auc", "balanced_accuracy", "sensitivity", "specificity", "f1")
+                          if k in m)
+        console.print(
+            f"[bold]Champion:[/bold] {promo['registered_model']} version "
+            f"{promo['champion_version']} (this run: version {promo['version']}, arm "
+            f"'{promo['arm']}', {'promoted' if promo['promoted'] else 'not promoted'}: "
+            f"{promo['reason']}); {shown}"
+        )
+    gen = stages.get("generate", {}).get("metrics") or {}
+    if gen:
+        console.print(
+            f"[bold]Synthetic set:[/bold] {gen['set']} (DVC md5 {gen['md5']}); a colleague gets "
+            f"it with [cyan]git pull && dvc pull {cfg.versioning.sets_dir}/{gen['set']}.dvc[/cyan]"
+            f" or [cyan]synthmed pull {gen['set']}[/cyan]"
+        )
+
+
+def main() -> None:
+    """Entry point: run the app; user mistakes become one line and exit status 2."""
+    _quiet_environment()
+    try:
+        app(standalone_mode=False)
+    except SynthmedError as exc:
+        print(f"synthmed: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as exc:  # click's own usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()
