@@ -97,11 +97,7 @@ def ingest(cfg: Config) -> dict[str, Any]:
             result = ingest_dataset(dataset, cfg, out)  # type: ignore[arg-type]
             df = result.manifest
             digest = manifest_sha256(out / "manifest.csv")
-            metrics[dataset] = {
-                "rows": len(df),
-                "decodable": int(df["decodable"].astype(str).eq("True").sum()),
-                "manifest_sha256": digest,
-            }
+            metrics[dataset] = {**result.counts, "format": result.format, "manifest_sha256": digest}
             rep.metric(f"{dataset}.rows", len(df))
             rep.client.set_tag(rep.run_id, f"data.{dataset}.manifest_sha256", digest)
             rep.artifact(out / "manifest.csv", f"manifests/{dataset}")
@@ -110,7 +106,8 @@ def ingest(cfg: Config) -> dict[str, Any]:
 
 def validate(cfg: Config) -> dict[str, Any]:
     """Great Expectations on each manifest; quarantine failures; rebalance; split."""
-    from components.data.splits import assign_splits, rebalance
+    from components.data.manifest import read_manifest
+    from components.data.splits import assign_splits
     from components.validation import check_threshold, log_to_mlflow, validate_manifest, write_report
 
     metrics: dict[str, Any] = {}
@@ -120,17 +117,15 @@ def validate(cfg: Config) -> dict[str, Any]:
             manifest = ingest_dir(cfg, dataset) / "manifest.csv"
             if not manifest.is_file():
                 raise DataError(f"{manifest}: missing; run the 'ingest' stage first")
-            df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+            df = read_manifest(manifest)
             result = validate_manifest(df, cfg.validation, dataset)  # type: ignore[arg-type]
             out = validated_dir(cfg, dataset)
             write_report(result, out, dataset)
             log_to_mlflow(result, out, rep)
             section = cfg.data.lesions if dataset == "lesions" else cfg.data.polyps
-            clean = result.clean
-            if dataset == "lesions" and cfg.data.lesions.max_images:
-                clean = rebalance(clean, cfg.data.lesions.max_images, cfg.seed)
+            # max_images was applied at ingestion, before decoding (rebalance keeps the ratio).
             split = assign_splits(
-                clean,
+                result.clean,
                 val_fraction=section.val_fraction,
                 test_fraction=section.test_fraction,
                 seed=cfg.seed,

@@ -1,0 +1,82 @@
+"""Readers of polyp segmentation layouts, and the mask facts the manifest records.
+
+Layouts (``data.polyps.format``; ``auto`` picks the first whose image folder is present):
+
+- ``kvasir`` (Kvasir-SEG): ``images/<id>.jpg`` and ``masks/<id>.jpg``, paired by file stem. The
+  masks are JPEGs, so their edges are not exactly 0/255.
+- ``cvc`` (CVC-ClinicDB): ``Original/<name>`` and ``Ground Truth/<name>`` (TIFF or PNG).
+- ``rgba``: every image is RGBA and its alpha channel is the mask.
+
+The layouts may sit under any sub-folder (``Kvasir-SEG/images/...``); an image is paired with the
+mask of the same stem in the sibling mask folder. Masks are thresholded at 128 into {0, 1} for
+training, but the manifest records how binary the *source* mask was, so validation can reject a
+mask that is really a soft map or a photo.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+import numpy as np
+
+from components.config import PolypDataConfig
+from components.data.sources import Entry, Source, is_image, stem
+from components.errors import DataError
+
+_FOLDERS = {"kvasir": ("images", "masks"), "cvc": ("original", "ground truth")}
+POLYP_FIELDS = {"label": "polyp"}
+
+
+def read_polyps(source: Source, keys: list[str], cfg: PolypDataConfig) -> tuple[str, list[Entry]]:
+    """Entries for every polyp image in ``keys``, with its mask key; returns (format, entries)."""
+    images = [k for k in keys if is_image(k)]
+    if not images:
+        raise DataError(f"{source.uri}: no images found")
+    fmt = cfg.format if cfg.format != "auto" else _detect(images)
+    if fmt == "rgba":
+        return fmt, [Entry(stem(k), k, POLYP_FIELDS, mask_in_alpha=True) for k in images]
+    image_dir, mask_dir = _FOLDERS[fmt]
+    masks = {(_root(k), stem(k)): k for k in images if _folder(k) == mask_dir}
+    entries = []
+    for key in images:
+        if _folder(key) != image_dir:
+            continue
+        mask_key = masks.get((_root(key), stem(key)))
+        error = "" if mask_key else "missing mask"
+        entries.append(Entry(stem(key), key, POLYP_FIELDS, error, mask_key=mask_key))
+    if not entries:
+        raise DataError(f"{source.uri}: no images in a '{image_dir}' folder ({fmt} layout)")
+    return fmt, entries
+
+
+def _folder(key: str) -> str:
+    """Lower-cased name of the folder holding ``key`` ("images" for "a/images/x.jpg")."""
+    return PurePosixPath(key).parent.name.lower()
+
+
+def _root(key: str) -> str:
+    """The path above that folder ("a" for "a/images/x.jpg"): images pair with masks within it."""
+    return PurePosixPath(key).parent.parent.as_posix()
+
+
+def _detect(images: list[str]) -> str:
+    folders = {_folder(k) for k in images}
+    for fmt, (image_dir, _) in _FOLDERS.items():
+        if image_dir in folders:
+            return fmt
+    return "rgba"
+
+
+def mask_stats(mask: np.ndarray) -> tuple[float, float]:
+    """(non-binary share, foreground share) of an 8-bit source mask.
+
+    Non-binary pixels are those in 32..223: clearly neither background nor foreground. JPEG noise
+    near 0 and 255 does not count, so a clean Kvasir mask scores about 0.
+    """
+    nonbinary = float(((mask >= 32) & (mask <= 223)).mean())
+    return nonbinary, float(binarize(mask).mean())
+
+
+def binarize(mask: np.ndarray) -> np.ndarray:
+    """Threshold an 8-bit mask at 128 into uint8 {0, 1}."""
+    return (mask >= 128).astype(np.uint8)

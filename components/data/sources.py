@@ -1,0 +1,160 @@
+"""Where raw images come from: a local folder or an ``s3://bucket/prefix``.
+
+A :class:`Source` lists the files under its root as relative POSIX keys (``"sub/ISIC_1.jpg"``) and
+reads one key as bytes. The readers of each dataset layout (``isic.py``, ``polyps.py``) only see
+keys and bytes, so a layout works the same from disk or from S3, and tests can point them at a
+moto server. The readers describe what they found as :class:`Entry` objects; ``manifest.py``
+decodes the images and turns entries into manifest rows.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+from components.config import S3Config
+from components.errors import DataError
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
+
+
+class Source(Protocol):
+    """A read-only tree of files addressed by relative keys."""
+
+    uri: str
+
+    def keys(self) -> list[str]:
+        """All file keys under the root, sorted; raises DataError if there are none."""
+        ...
+
+    def read(self, key: str) -> bytes:
+        """The bytes of one key."""
+        ...
+
+
+def uri_of(source: Source, key: str) -> str:
+    """The full address of ``key``, as recorded in the manifest and in error messages."""
+    return f"{source.uri.rstrip('/')}/{key}"
+
+
+def is_image(key: str) -> bool:
+    return PurePosixPath(key).suffix.lower() in IMAGE_SUFFIXES
+
+
+def stem(key: str) -> str:
+    return PurePosixPath(key).stem
+
+
+def _visible(key: str) -> bool:
+    # Dot-files (.DS_Store, editor temp files, our own atomic-write temporaries) are never data.
+    return not any(part.startswith(".") for part in PurePosixPath(key).parts)
+
+
+@dataclass(frozen=True)
+class LocalSource:
+    """A folder on disk."""
+
+    uri: str
+
+    def keys(self) -> list[str]:
+        root = Path(self.uri)
+        if not root.is_dir():
+            raise DataError(f"{self.uri}: folder not found")
+        found = sorted(
+            key
+            for path in root.rglob("*")
+            if path.is_file() and _visible(key := path.relative_to(root).as_posix())
+        )
+        if not found:
+            raise DataError(f"{self.uri}: folder is empty")
+        return found
+
+    def read(self, key: str) -> bytes:
+        return (Path(self.uri) / key).read_bytes()
+
+
+@dataclass(frozen=True)
+class S3Source:
+    """Objects under ``s3://bucket/prefix``, read with boto3.
+
+    Credentials come from the usual AWS_* variables (or any other boto3 credential source); the
+    endpoint and region from :class:`~components.config.S3Config`, so MinIO and moto work too.
+    """
+
+    uri: str
+    s3: S3Config = field(default_factory=S3Config)
+
+    @property
+    def bucket(self) -> str:
+        return self.uri.removeprefix("s3://").split("/", 1)[0]
+
+    @property
+    def prefix(self) -> str:
+        rest = self.uri.removeprefix("s3://").split("/", 1)
+        # A trailing slash keeps "data" from matching "data-old/..." keys.
+        return rest[1].strip("/") + "/" if len(rest) > 1 and rest[1].strip("/") else ""
+
+    @functools.cached_property
+    def client(self) -> Any:
+        import boto3  # only S3 users pay for the import
+
+        return boto3.client("s3", endpoint_url=self.s3.endpoint_url, region_name=self.s3.region)
+
+    def keys(self) -> list[str]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        found: list[str] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2")
+            for page in pages.paginate(Bucket=self.bucket, Prefix=self.prefix):
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][len(self.prefix) :]
+                    if key and not key.endswith("/") and _visible(key):
+                        found.append(key)
+        except ClientError as exc:
+            reason = exc.response.get("Error", {}).get("Message") or str(exc)
+            raise DataError(f"{self.uri}: {reason}") from None
+        except BotoCoreError as exc:
+            raise DataError(f"{self.uri}: {exc}") from None
+        if not found:
+            raise DataError(f"{self.uri}: no objects under this prefix")
+        return sorted(found)
+
+    def read(self, key: str) -> bytes:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            obj = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+            return obj["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise DataError(f"{uri_of(self, key)}: {exc}") from None
+
+
+def open_source(uri: str, s3: S3Config | None = None) -> Source:
+    """A :class:`Source` for a folder path or an ``s3://bucket/prefix`` URI."""
+    if uri.startswith("s3://"):
+        if not uri.removeprefix("s3://").split("/", 1)[0]:
+            raise DataError(f"{uri}: no bucket name in the S3 URI")
+        return S3Source(uri, s3 or S3Config())
+    return LocalSource(os.fspath(uri))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One image a layout reader found (or expected), before decoding.
+
+    ``image_key`` is None for metadata that names an image the source does not have.
+    ``fields`` holds the manifest columns the metadata gave (label, diagnosis, ...). ``error``
+    says what is wrong with the metadata; decoding may add more. For polyps, ``mask_key`` is the
+    mask file and ``mask_in_alpha`` says the image's alpha channel is the mask.
+    """
+
+    image_id: str
+    image_key: str | None
+    fields: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    mask_key: str | None = None
+    mask_in_alpha: bool = False
