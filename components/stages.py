@@ -247,12 +247,12 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     """Train the classifier on each configured arm and test it on the held-out real split."""
     from components.classifier import (
         classification_metrics,
-        log_classifier,
         plot_confusion_matrix,
         plot_roc,
         predict_proba,
         train_classifier,
     )
+    from components.registry import log_classifier
     from components.synthetic import read_set
 
     runtime = _runtime(cfg)
@@ -283,14 +283,16 @@ def evaluate(cfg: Config) -> dict[str, Any]:
                 trained = train_classifier(
                     train_sets[arm], real_val, cfg.evaluate, runtime, rep, seed=cfg.seed
                 )
-                probs = predict_proba(trained.model, test.images, runtime, cfg.evaluate.batch_size)
+                probs = predict_proba(
+                    trained.model, test.images, runtime, cfg.evaluate.batch_size, image_size=size
+                )
                 assert test.labels is not None
                 m = classification_metrics(test.labels, probs, cfg.evaluate.threshold)
                 for key, value in m.items():
                     rep.metric(f"test.{key}", float(value))
                 rep.figure(plot_confusion_matrix(test.labels, probs, cfg.evaluate.threshold),
                            "plots/confusion_matrix.png")
-                rep.figure(plot_roc(test.labels, probs), "plots/roc.png")
+                rep.figure(plot_roc(test.labels, {arm: probs}), "plots/roc.png")
                 model_uri = log_classifier(trained.model, test.images[:2])
                 results[arm] = {
                     "metrics": {k: float(v) for k, v in m.items()},

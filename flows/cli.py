@@ -189,6 +189,36 @@ def gans() -> None:
                    f"{(cls.__doc__ or '').strip().splitlines()[0]}")
 
 
+experiment_app = typer.Typer(
+    no_args_is_help=True, help="Studies that judge whether synthetic data helps."
+)
+app.add_typer(experiment_app, name="experiment")
+
+
+@experiment_app.command(
+    "lesions",
+    help="The lesion GAN study: each GAN of the zoo, image metrics, and the EfficientNet "
+    "classifier on real / augmented / +synthetic / balanced / synthetic-only arms, several seeds."
+    + _example("synthmed experiment lesions --profile demo"),
+)
+def experiment_lesions(profile: Profile = None, params: Params = Path("params.yaml")) -> None:
+    from flows.lesion_study import lesion_study, print_table
+
+    print_table(lesion_study(profile=profile, params=str(params)))
+
+
+@experiment_app.command(
+    "polyps",
+    help="SinGAN-Seg on each polyp image, style transfer, and the UNet++ segmentation study "
+    "(k-fold, held-out test, small-data sweep)."
+    + _example("synthmed experiment polyps --profile demo"),
+)
+def experiment_polyps(profile: Profile = None, params: Params = Path("params.yaml")) -> None:
+    from flows.polyp_study import polyp_study, print_table
+
+    print_table(polyp_study(profile=profile, params=str(params)))
+
+
 def _print_summary(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
