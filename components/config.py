@@ -241,9 +241,7 @@ class SinganConfig(_Section):
     num_layer: int = Field(
         5, ge=3, description="Conv blocks per generator/discriminator (head + body + tail)."
     )
-    nfc: int = Field(
-        32, ge=4, description="Channels of the coarsest nets; doubles every 4 scales."
-    )
+    nfc: int = Field(32, ge=4, description="Channels of the coarsest nets; doubles every 4 scales.")
     nfc_max: int = Field(128, ge=4, description="Cap on the channels of any scale's nets.")
     niter: int = Field(2000, ge=1, description="Training iterations per scale.")
     lr_g: float = Field(5e-4, gt=0, description="Generator Adam learning rate.")
@@ -266,7 +264,10 @@ class SinganConfig(_Section):
     )
     log_every: int = Field(100, ge=1, description="Iterations between reported losses.")
     gen_start_scale: int = Field(
-        0, ge=0, description="Sampling: scales below this follow the reconstruction path."
+        0,
+        ge=0,
+        description="Sampling: scales below this follow the reconstruction path (the number of "
+        "scales: the reconstruction itself).",
     )
     sample_scale_h: float = Field(
         1.0, gt=0, description="Sampling: output height as a multiple of the training height."
@@ -396,6 +397,82 @@ class TrackingConfig(_Section):
     experiment: str = Field("synthmed", description="MLflow experiment name.")
 
 
+class PolypStudyConfig(_Section):
+    """The SinGAN-Seg polyp study: UNet++ segmenters on real, synthetic and mixed training sets.
+
+    k-fold cross-validation on the non-test polyp images (a fold's val part selects the epoch),
+    every fold scored on the same held-out real test split. Full-profile cost on one H100 (bf16,
+    channels_last), estimated from the demo and the K-at-once SinGAN benchmark: SinGAN-Seg on
+    Kvasir-SEG's ~800 non-test images at 256 px is the bulk, about 2-3 min per image with 8 models
+    at once, so roughly 4-6 h; the UNet++ arms at 256 px are about 1 h for 3 folds x 9 arms.
+    """
+
+    image_size: int = Field(
+        64, description="Segmenter input size (px): a size ingested in data.polyps.sizes, "
+        "divisible by 32 (UNet++ halves it five times)."
+    )
+    encoder: str = Field(
+        "efficientnet-b0", description="segmentation-models-pytorch encoder of the UNet++."
+    )
+    encoder_weights_path: str | None = Field(
+        None, description="Local encoder state_dict (.pth); None: random init. Never downloaded."
+    )
+    epochs: int = Field(50, ge=1, description="Training epochs per arm and fold.")
+    batch_size: int = Field(16, ge=1, description="Images per training step.")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    threshold: float = Field(
+        0.5, gt=0, lt=1, description="Probability above which a pixel counts as polyp."
+    )
+    folds: int = Field(3, ge=2, description="Cross-validation folds over the non-test images.")
+    synthetic_per_real: int = Field(
+        10, ge=1, description="SinGAN-Seg samples drawn from each real image's model."
+    )
+    arms: list[Literal["real", "synthetic", "synthetic+style"]] = Field(
+        ["real", "synthetic", "synthetic+style"],
+        description="Full-size training sets compared (the sweep arms come on top).",
+    )
+    sweep_sizes: list[int] = Field(
+        [5, 10, 25],
+        description="Small-data sweep: n real images alone vs the same n plus their synthetic "
+        "samples; sizes above a fold's training images are skipped ([] = no sweep).",
+    )
+    memorization_pixels: int = Field(
+        16, ge=4, description="Memorization features: images downsampled to this many px a side."
+    )
+    report_samples: int = Field(
+        8, ge=1, description="Synthetic image/mask pairs shown in the report."
+    )
+    device_workers: int = Field(
+        1, ge=1, description="SinGAN-Seg groups trained at the same time (Prefect thread pool)."
+    )
+    task_retries: int = Field(
+        1, ge=0, description="Retries of a failed SinGAN-Seg training task before it is dropped."
+    )
+    registered_model: str = Field(
+        "synthmed-polyp-segmenter", description="MLflow registered model of the best segmenter."
+    )
+    promote_metric: Literal["iou", "f_score", "accuracy", "recall", "precision"] = Field(
+        "iou", description="Test metric (higher is better) that decides promotion."
+    )
+    promote_margin: float = Field(
+        0.0, ge=0, description="Challenger must beat the champion by this much."
+    )
+
+    @field_validator("image_size")
+    @classmethod
+    def _divisible(cls, v: int) -> int:
+        if v < 32 or v % 32:
+            raise ValueError("must be a multiple of 32 (UNet++ downsamples by 32)")
+        return v
+
+    @field_validator("sweep_sizes")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(n < 1 for n in v):
+            raise ValueError("sweep sizes must be at least 1")
+        return sorted(set(v))
+
+
 # --------------------------------------------------------------------------------------------
 # the whole
 
@@ -428,6 +505,7 @@ class Config(_Section):
     promote: PromoteConfig = PromoteConfig()
     tracking: TrackingConfig = TrackingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    polyp_study: PolypStudyConfig = PolypStudyConfig()
 
     @field_validator("profile")
     @classmethod
