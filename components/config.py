@@ -397,6 +397,93 @@ class TrackingConfig(_Section):
     experiment: str = Field("synthmed", description="MLflow experiment name.")
 
 
+GAN_KINDS = ["dcgan", "wgan", "wgan-gp", "acgan", "sngan"]
+"""The lesion GAN zoo (components/generators/gan/zoo.py), the default of a lesion study."""
+
+
+class LesionStudyConfig(_Section):
+    """The lesion GAN study: every GAN of the zoo judged by image metrics and by an EfficientNet.
+
+    Arms (each trained once per seed, tested on the same held-out real test split): ``real``;
+    ``augmented`` (flip, rotation, colour jitter); ``real+synthetic`` (one arm per GAN kind);
+    ``balanced`` (malignant images of ``balanced_kind`` added until the classes are equal);
+    ``synthetic`` (one arm per kind in ``synthetic_only_kinds``). The classifier settings are
+    ``evaluate``'s, the GAN settings ``gan``'s with ``gan_overrides`` on top, the synthetic set
+    size ``generate.n_images``.
+
+    Full-profile cost on one H100 (an estimate from params.yaml's per-GAN and per-arm figures,
+    not a measurement): 9 GAN trainings (four unconditional kinds train one model per class)
+    of about 15 min each, about 2-3 h with the 5-critic-step WGANs; 3 seeds x 13 arms of the
+    128 px classifier at about 10 min each, about 6 h; so roughly 8-9 GPU-hours in all.
+    """
+
+    gan_kinds: list[str] = Field(
+        GAN_KINDS, description="Registered GAN kinds trained and compared (see `synthmed gans`)."
+    )
+    image_size: int = Field(
+        64, description="GAN training and sampling size (px); a size ingested in "
+        "data.lesions.sizes. The classifier resizes to evaluate.image_size."
+    )
+    gan_overrides: dict[str, Any] = Field(
+        {}, description="GanConfig fields changed for the study's GANs only, e.g. "
+        "{steps: 150, base_channels: 16}; the pipeline's own gan section is left as it is."
+    )
+    seeds: list[int] = Field(
+        [0, 1, 2], description="Classifier seeds per arm; the report gives mean and std over them."
+    )
+    arms: list[Literal["real", "augmented", "real+synthetic", "balanced", "synthetic"]] = Field(
+        ["real", "augmented", "real+synthetic", "balanced", "synthetic"],
+        description="Arm families run (real always runs: the domain metrics use its classifier).",
+    )
+    balanced_kind: str = Field(
+        "acgan", description="Conditional GAN kind whose malignant samples balance the classes."
+    )
+    synthetic_only_kinds: list[str] | None = Field(
+        None, description="Kinds given a synthetic-only arm; None: every kind in gan_kinds."
+    )
+    malignant_share: float = Field(
+        0.5, ge=0, le=1, description="Share of malignant labels asked of every GAN's set; 0.5 "
+        "gives the balanced arm the most malignant images to draw from."
+    )
+    metric_samples: int | None = Field(
+        None, ge=2, description="Images per set for FID/KID and memorization (Inception costs "
+        "~0.3 s an image on CPU); None: metrics.fid_samples."
+    )
+
+    @field_validator("gan_kinds", "seeds")
+    @classmethod
+    def _unique(cls, v: list[Any]) -> list[Any]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError("give at least one entry, each once")
+        return v
+
+    @field_validator("gan_overrides")
+    @classmethod
+    def _gan_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - set(GanConfig.model_fields))
+        if unknown or "kind" in v or "image_size" in v:
+            raise ValueError(
+                f"not GanConfig fields the study may change: {unknown or ['kind/image_size']}"
+            )
+        GanConfig.model_validate(v)
+        return v
+
+    @field_validator("balanced_kind")
+    @classmethod
+    def _balanced_in_study(cls, v: str, info: Any) -> str:
+        if "balanced" in info.data.get("arms", []) and v not in info.data.get("gan_kinds", [v]):
+            raise ValueError(f"'{v}' is not in gan_kinds")
+        return v
+
+    @field_validator("synthetic_only_kinds")
+    @classmethod
+    def _subset_of_study(cls, v: list[str] | None, info: Any) -> list[str] | None:
+        missing = sorted(set(v or []) - set(info.data.get("gan_kinds", v or [])))
+        if missing:
+            raise ValueError(f"{missing} not in gan_kinds")
+        return v
+
+
 class PolypStudyConfig(_Section):
     """The SinGAN-Seg polyp study: UNet++ segmenters on real, synthetic and mixed training sets.
 
@@ -506,6 +593,7 @@ class Config(_Section):
     tracking: TrackingConfig = TrackingConfig()
     metrics: MetricsConfig = MetricsConfig()
     polyp_study: PolypStudyConfig = PolypStudyConfig()
+    lesion_study: LesionStudyConfig = LesionStudyConfig()
 
     @field_validator("profile")
     @classmethod
@@ -632,12 +720,14 @@ def load_config(
 
 def section_params(cfg: BaseModel, prefix: str = "") -> dict[str, str]:
     """Flatten a config (or a section) to ``{"gan.lr_g": "0.0002", ...}`` for MLflow params."""
-    flat: dict[str, str] = {}
-    for key, value in cfg.model_dump(mode="json").items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            sub = getattr(cfg, key)
-            flat.update(section_params(sub, prefix=f"{name}."))
-        else:
-            flat[name] = str(value)
-    return flat
+
+    def flatten(obj: dict[str, Any], pre: str) -> dict[str, str]:
+        flat: dict[str, str] = {}
+        for key, value in obj.items():
+            if isinstance(value, dict):
+                flat.update(flatten(value, f"{pre}{key}."))
+            else:
+                flat[f"{pre}{key}"] = str(value)
+        return flat
+
+    return flatten(cfg.model_dump(mode="json"), prefix)
