@@ -40,6 +40,7 @@ QUIET_ENV = {
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     "HF_HUB_OFFLINE": "1",
     "DVC_NO_ANALYTICS": "1",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",  # no INFO chatter (database creation) around our output
 }
 
 
