@@ -15,7 +15,10 @@ export MLFLOW_SERVER_ENABLE_JOB_EXECUTION := false
 export HF_HUB_OFFLINE                   := 1
 export DVC_NO_ANALYTICS                 := 1
 export DVC_SITE_CACHE_DIR               ?= $(CURDIR)/.dvc-site-cache
+export XDG_CACHE_HOME                   ?= $(CURDIR)/.cache
+export MPLCONFIGDIR                     ?= $(CURDIR)/.cache/matplotlib
 export PIP_DISABLE_PIP_VERSION_CHECK    := 1
+export PATH                             := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: demo test install bench clean
 
@@ -39,4 +42,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
 
 clean:
-	rm -rf build .prefect .dvc-site-cache
+	rm -rf build .prefect .dvc-site-cache .cache

@@ -50,6 +50,9 @@ def _quiet_environment() -> None:
         os.environ.setdefault(key, value)
     os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
     os.environ.setdefault("DVC_SITE_CACHE_DIR", str(Path.cwd() / ".dvc-site-cache"))
+    # Caches (matplotlib's font cache and the like) stay inside the project too.
+    os.environ.setdefault("XDG_CACHE_HOME", str(Path.cwd() / ".cache"))
+    os.environ.setdefault("MPLCONFIGDIR", str(Path.cwd() / ".cache" / "matplotlib"))
 
 
 def _stage(name: str, profile: str | None, params: Path) -> dict[str, Any]:

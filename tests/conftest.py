@@ -19,6 +19,8 @@ for key, value in {
     "DVC_NO_ANALYTICS": "1",
     "DVC_SITE_CACHE_DIR": str(_STATE / "dvc-site-cache"),
     "SYNTHMED_PROGRESS": "0",
+    "XDG_CACHE_HOME": str(_STATE / "cache"),
+    "MPLCONFIGDIR": str(_STATE / "matplotlib"),
     "GIT_AUTHOR_NAME": "synthmed-tests",
     "GIT_AUTHOR_EMAIL": "tests@synthmed.invalid",
     "GIT_COMMITTER_NAME": "synthmed-tests",
