@@ -229,7 +229,9 @@ def generate(cfg: Config) -> dict[str, Any]:
             synthetic_set_version=name,
             data_dvc_md5=version.md5,
         )
-        grid = _grid(samples.images[:64])
+        from components.generators.gan.loop import image_grid
+
+        grid = image_grid(samples.images[:64])
         rep.image("synthetic_samples", grid)
         record = {
             **meta,
@@ -346,16 +348,6 @@ def promote(cfg: Config) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------
 # array helpers used above
-
-
-def _grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
-    n, h, w, c = images.shape
-    rows = -(-n // cols)
-    grid = np.zeros((rows * h, cols * w, c), dtype=np.uint8)
-    for i, img in enumerate(images):
-        r, k = divmod(i, cols)
-        grid[r * h : (r + 1) * h, k * w : (k + 1) * w] = img
-    return grid
 
 
 def _resize(data: ImageSet, size: int) -> ImageSet:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pandas as pd
 
 from components.config import ValidationConfig
+from components.data.manifest import COLUMNS
 from components.errors import ValidationFailed
 from components.io import atomic_dir, atomic_write_json, atomic_write_text
 
@@ -40,13 +41,8 @@ if TYPE_CHECKING:
 
 Dataset = Literal["lesions", "polyps"]
 
-MANIFEST_COLUMNS = (
-    "image_id", "dataset", "source", "source_path", "sha256", "bytes", "decodable", "error",
-    "height", "width", "mode", "label", "diagnosis", "age_approx", "sex", "patient_id",
-    "lesion_id", "mask_source_path", "mask_height", "mask_width", "mask_nonbinary_share",
-    "mask_foreground_share", "license", "attribution",
-)  # fmt: skip
-"""The manifest contract of docs/ARCHITECTURE.md; extra columns are allowed."""
+MANIFEST_COLUMNS = COLUMNS
+"""The manifest contract (components.data.manifest.COLUMNS); extra columns are allowed."""
 
 # GX compares a pandas column's dtype with these names; the *Dtype names are pandas' nullable
 # integers, which a size column needs to stay integer when undecodable rows leave it empty. An

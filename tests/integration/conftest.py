@@ -7,6 +7,7 @@ by PostgreSQL: these fixtures start exactly that against the machine's PostgreSQ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -17,12 +18,12 @@ import pytest
 from tests.integration.servers import BIN, PG, free_port, make_tiny_project, spawn, stop, wait_http
 
 
-@pytest.fixture()
-def postgres_db() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database on the local server; dropped afterwards."""
+@contextlib.contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """Create an empty PostgreSQL database on the local server; drop it afterwards."""
     import psycopg2
 
-    name = f"synthmed_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     conn = psycopg2.connect(**PG)
     conn.autocommit = True
     with conn.cursor() as cur:
@@ -39,41 +40,35 @@ def postgres_db() -> Iterator[str]:
 
 
 @pytest.fixture()
+def postgres_db() -> Iterator[str]:
+    with fresh_database("synthmed_prefect") as name:
+        yield name
+
+
+@pytest.fixture()
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
     """`mlflow server` on 127.0.0.1 backed by PostgreSQL; yields its http:// URI."""
-    import psycopg2
-
-    name = f"synthmed_mlflow_{uuid.uuid4().hex[:8]}"
-    conn = psycopg2.connect(**PG)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    port = free_port()
-    log = tmp_path / "mlflow-server.log"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = spawn(
-        [
-            str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-            "--workers", "1",
-            "--backend-store-uri", f"postgresql://postgres@127.0.0.1:5432/{name}",
-            "--artifacts-destination", str(tmp_path / "mlflow-artifacts"),
-        ],
-        env,
-        log,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{uri}/health", proc, 90, log)
-        yield uri
-    finally:
-        stop(proc)
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-            )
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.close()
+    with fresh_database("synthmed_mlflow") as name:
+        port = free_port()
+        log = tmp_path / "mlflow-server.log"
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        proc = spawn(
+            [
+                str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+                "--workers", "1",
+                "--backend-store-uri", f"postgresql://postgres@127.0.0.1:5432/{name}",
+                "--artifacts-destination", str(tmp_path / "mlflow-artifacts"),
+            ],
+            env,
+            log,
+        )  # fmt: skip
+        uri = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(f"{uri}/health", proc, 90, log)
+            yield uri
+        finally:
+            stop(proc)
 
 
 @pytest.fixture()
