@@ -44,12 +44,28 @@ def isic_samples() -> Path:
     return ISIC_SAMPLES
 
 
+@pytest.fixture(scope="session")
+def _mlflow_template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised, empty MLflow sqlite store: creating the schema takes seconds, a copy not."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
 @pytest.fixture()
-def mlflow_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def mlflow_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _mlflow_template_db: Path
+) -> str:
     """A fresh local MLflow store (sqlite + artifact folder under tmp_path), experiment "tests"."""
+    import shutil
+
     import mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    db = tmp_path / "mlflow.db"
+    shutil.copy(_mlflow_template_db, db)
+    uri = f"sqlite:///{db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
     exp_id = mlflow.create_experiment("tests", artifact_location=(tmp_path / "artifacts").as_uri())
