@@ -60,7 +60,24 @@ class S3Config(_Section):
     region: str = Field("us-east-1", description="Region passed to boto3.")
 
 
-class LesionDataConfig(_Section):
+class _SplitSection(_Section):
+    """What every dataset section shares: resized sizes and the split fractions."""
+
+    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of images for validation.")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share held out for testing.")
+
+    @field_validator("sizes", check_fields=False)  # each dataset sets its own default sizes
+    @classmethod
+    def _sizes(cls, v: list[int]) -> list[int]:
+        return _check_sizes(v)
+
+    @field_validator("test_fraction")
+    @classmethod
+    def _room_to_train(cls, v: float, info: Any) -> float:
+        return _check_fractions(info.data.get("val_fraction"), v)
+
+
+class LesionDataConfig(_SplitSection):
     """Dermoscopy images from the ISIC archive (benign/malignant)."""
 
     source: str = Field(
@@ -81,21 +98,9 @@ class LesionDataConfig(_Section):
     max_images: int | None = Field(
         None, ge=2, description="Keep at most this many images, malignant share preserved."
     )
-    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of images for validation.")
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share held out for testing.")
-
-    @field_validator("sizes")
-    @classmethod
-    def _sizes(cls, v: list[int]) -> list[int]:
-        return _check_sizes(v)
-
-    @field_validator("test_fraction")
-    @classmethod
-    def _room_to_train(cls, v: float, info: Any) -> float:
-        return _check_fractions(info.data.get("val_fraction"), v)
 
 
-class PolypDataConfig(_Section):
+class PolypDataConfig(_SplitSection):
     """Polyp endoscopy images with segmentation masks."""
 
     enabled: bool = Field(True, description="Ingest and validate polyps in the pipeline.")
@@ -109,21 +114,6 @@ class PolypDataConfig(_Section):
         "channel is the mask.",
     )
     sizes: list[int] = Field([64], description="Square sizes (px) of the resized copies.")
-    phantoms: int = Field(
-        24, ge=0, description="Polyp-like phantoms generated for the demo (0: none)."
-    )
-    val_fraction: float = Field(0.15, gt=0, lt=1, description="Share of images for validation.")
-    test_fraction: float = Field(0.2, gt=0, lt=1, description="Share held out for testing.")
-
-    @field_validator("sizes")
-    @classmethod
-    def _sizes(cls, v: list[int]) -> list[int]:
-        return _check_sizes(v)
-
-    @field_validator("test_fraction")
-    @classmethod
-    def _room_to_train(cls, v: float, info: Any) -> float:
-        return _check_fractions(info.data.get("val_fraction"), v)
 
 
 class DataConfig(_Section):
@@ -408,13 +398,14 @@ class LesionStudyConfig(_Section):
     ``augmented`` (flip, rotation, colour jitter); ``real+synthetic`` (one arm per GAN kind);
     ``balanced`` (malignant images of ``balanced_kind`` added until the classes are equal);
     ``synthetic`` (one arm per kind in ``synthetic_only_kinds``). The classifier settings are
-    ``evaluate``'s, the GAN settings ``gan``'s with ``gan_overrides`` on top, the synthetic set
-    size ``generate.n_images``.
+    ``evaluate``'s with ``evaluate_overrides`` on top, the GAN settings ``gan``'s with
+    ``gan_overrides`` on top, the synthetic set size ``generate.n_images``.
 
-    Full-profile cost on one H100 (an estimate from params.yaml's per-GAN and per-arm figures,
-    not a measurement): 9 GAN trainings (four unconditional kinds train one model per class)
-    of about 15 min each, about 2-3 h with the 5-critic-step WGANs; 3 seeds x 13 arms of the
-    128 px classifier at about 10 min each, about 6 h; so roughly 8-9 GPU-hours in all.
+    Full-profile cost on one H100, estimated from params.yaml's figures (15 min per 20000-step
+    GAN, 10 min per 128 px classifier arm), not measured: 9 GAN trainings of 10000 steps (the four
+    unconditional kinds train one model per class), about 1.5 h with the WGANs' 5 critic steps;
+    3 seeds x 13 arms of the classifier, about 6.5 h; Inception features of ~1000 images per set,
+    minutes. Roughly 8 GPU-hours in all. The demo profile runs every arm on 2 CPU cores.
     """
 
     gan_kinds: list[str] = Field(
@@ -427,6 +418,10 @@ class LesionStudyConfig(_Section):
     gan_overrides: dict[str, Any] = Field(
         {}, description="GanConfig fields changed for the study's GANs only, e.g. "
         "{steps: 150, base_channels: 16}; the pipeline's own gan section is left as it is."
+    )
+    evaluate_overrides: dict[str, Any] = Field(
+        {}, description="EvaluateConfig fields changed for the study's classifiers only, e.g. "
+        "{epochs: 2, synthetic_per_real: 0.5}: the study trains many more of them than the stage."
     )
     seeds: list[int] = Field(
         [0, 1, 2], description="Classifier seeds per arm; the report gives mean and std over them."
@@ -468,6 +463,15 @@ class LesionStudyConfig(_Section):
         GanConfig.model_validate(v)
         return v
 
+    @field_validator("evaluate_overrides")
+    @classmethod
+    def _evaluate_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - set(EvaluateConfig.model_fields))
+        if unknown:
+            raise ValueError(f"not EvaluateConfig fields: {unknown}")
+        EvaluateConfig.model_validate(v)
+        return v
+
     @field_validator("balanced_kind")
     @classmethod
     def _balanced_in_study(cls, v: str, info: Any) -> str:
@@ -488,10 +492,12 @@ class PolypStudyConfig(_Section):
     """The SinGAN-Seg polyp study: UNet++ segmenters on real, synthetic and mixed training sets.
 
     k-fold cross-validation on the non-test polyp images (a fold's val part selects the epoch),
-    every fold scored on the same held-out real test split. Full-profile cost on one H100 (bf16,
-    channels_last), estimated from the demo and the K-at-once SinGAN benchmark: SinGAN-Seg on
-    Kvasir-SEG's ~800 non-test images at 256 px is the bulk, about 2-3 min per image with 8 models
-    at once, so roughly 4-6 h; the UNet++ arms at 256 px are about 1 h for 3 folds x 9 arms.
+    every fold scored on the same held-out real test split. Cost: the demo profile (19 pool + 5
+    test phantoms at 64 px, 3 folds x 9 arms) took 10 min on 2 loaded CPU cores, 4 of them
+    SinGAN-Seg. The full profile was not timed on a GPU; expect SinGAN-Seg to dominate: the
+    original SinGAN needs about 30 min per ~250 px image on one GPU (Shaham et al. 2019), so
+    Kvasir-SEG's ~800 pool images are tens of GPU-hours even with K models at once (budget about
+    1-2 days on one H100), against about 1-2 h for the 27 UNet++ runs at 256 px.
     """
 
     image_size: int = Field(

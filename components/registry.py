@@ -34,9 +34,9 @@ _MODEL_PACKAGES = ("torch", "efficientnet-pytorch", "cloudpickle", "numpy")
 """What loading a pickled classifier needs; listed because inferring it takes ~8 s per log."""
 
 
-def _pip_requirements() -> list[str]:
+def _pip_requirements(extra: tuple[str, ...] = ()) -> list[str]:
     reqs = []
-    for pkg in _MODEL_PACKAGES:
+    for pkg in (*_MODEL_PACKAGES, *extra):
         try:
             # "+cpu"/"+cu128" local versions do not exist on PyPI: pin the public release.
             reqs.append(f"{pkg}=={version(pkg).split('+')[0]}")
@@ -45,8 +45,14 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def log_classifier(model: nn.Module, input_example: np.ndarray | None = None) -> str:
+def log_classifier(
+    model: nn.Module,
+    input_example: np.ndarray | None = None,
+    extra_packages: tuple[str, ...] = (),
+) -> str:
     """Log ``model`` to the active MLflow run as ``model``; return its model URI.
+
+    ``extra_packages`` are pinned too, e.g. segmentation-models-pytorch for the segmenter.
 
     Pickle serialization: the default ``pt2`` export loads back as a GraphModule that cannot be
     fine-tuned. ``input_example`` (N,3,H,W float32, normalised) adds a signature when given.
@@ -63,7 +69,7 @@ def log_classifier(model: nn.Module, input_example: np.ndarray | None = None) ->
         name="model",
         serialization_format="pickle",
         input_example=input_example,
-        pip_requirements=_pip_requirements(),
+        pip_requirements=_pip_requirements(extra_packages),
     )
     return str(info.model_uri)
 

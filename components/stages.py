@@ -295,7 +295,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
                 rep.figure(plot_confusion_matrix(test.labels, probs, cfg.evaluate.threshold),
                            "plots/confusion_matrix.png")
                 rep.figure(plot_roc(test.labels, {arm: probs}), "plots/roc.png")
-                model_uri = log_classifier(trained.model, test.images[:2])
+                model_uri = log_classifier(trained.model)
                 results[arm] = {
                     "metrics": {k: float(v) for k, v in m.items()},
                     "run_id": rep.run_id,

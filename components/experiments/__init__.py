@@ -1,0 +1,1 @@
+"""Studies that judge whether synthetic data helps (one module per study)."""
