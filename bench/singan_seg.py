@@ -1,7 +1,7 @@
 """SinGAN-Seg training speed: one model vs K models trained together; precision and layout.
 
-On the same polyp-like image(s) and settings, for each profile (demo: finest side 64 px;
-full: 250 px, the original's default) it trains the whole pyramid with ``--iters`` iterations
+On the same polyp-like image(s) and settings, for each profile of params.yaml (its `singan`
+settings: demo, finest side 64 px; full, 250 px and the original's defaults) it trains the whole pyramid with ``--iters`` iterations
 per scale and prints, per scale, seconds per iteration for one model and for K models trained
 together (K = 1, 4, 8 by default), then models x iterations per second over the pyramid and
 ``speedup: X.XX``, the throughput of the largest K against training those K one after another
@@ -41,13 +41,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from components.config import SinganConfig
+from components.config import SinganConfig, load_config
 from components.generators.singan_seg.batched import train_group
 from components.generators.singan_seg.checkpoint import SinganModel, training_settings
 from components.generators.singan_seg.pyramid import pyramid_for
 from components.runtime import Runtime, make_runtime
 
-PROFILE_SIZE = {"demo": 64, "full": 250}
+PROFILES = ("demo", "full")
 
 
 def phantom(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -94,12 +94,16 @@ def timed_pyramid(
 
 
 def bench_profile(
-    name: str, size: int, iters: int, ks: list[int], runtime: Runtime, variants: bool
+    name: str, size: int | None, iters: int, ks: list[int], runtime: Runtime, variants: bool
 ) -> None:
-    cfg = SinganConfig(max_size=size, niter=iters)
+    # The profile's own SinGAN-Seg settings from params.yaml; only the iteration count shrinks.
+    cfg = load_config(ROOT / "params.yaml", name).singan
+    size = size or cfg.max_size
+    cfg = cfg.model_copy(update={"max_size": size, "niter": iters})
     pyr = pyramid_for(size, size, cfg)
     print(
         f"\n== profile {name}: {size}x{size}, {pyr.num_scales} scales, {iters} iterations/scale, "
+        f"nfc {cfg.nfc}, {cfg.d_steps} D + {cfg.g_steps} G steps, "
         f"{runtime.describe()}, {torch.get_num_threads()} threads"
     )
     times = {k: timed_pyramid(cfg, models_for(cfg, size, k), runtime)[0] for k in ks}
@@ -137,7 +141,7 @@ def bench_profile(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--profiles", nargs="+", default=["demo", "full"], choices=sorted(PROFILE_SIZE))
+    ap.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=PROFILES)
     ap.add_argument("--iters", type=int, default=10, help="iterations per scale (demo)")
     ap.add_argument("--full-iters", type=int, default=2, help="iterations per scale (full)")
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 4, 8], help="models trained together")
@@ -152,9 +156,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     runtime = make_runtime(args.device, "fp32", False)
     for name in args.profiles:
-        size = args.image_size or PROFILE_SIZE[name]
         iters = args.iters if name == "demo" else args.full_iters
-        bench_profile(name, size, iters, sorted(args.ks), runtime, not args.no_variants)
+        bench_profile(name, args.image_size, iters, sorted(args.ks), runtime, not args.no_variants)
 
 
 if __name__ == "__main__":

@@ -106,7 +106,7 @@ def ingest(cfg: Config) -> dict[str, Any]:
 
 def validate(cfg: Config) -> dict[str, Any]:
     """Great Expectations on each manifest; quarantine failures; rebalance; split."""
-    from components.data.manifest import read_manifest
+    from components.data.manifest import manifest_sha256, read_manifest
     from components.data.splits import assign_splits
     from components.validation import check_threshold, log_to_mlflow, validate_manifest, write_report
 
@@ -118,6 +118,7 @@ def validate(cfg: Config) -> dict[str, Any]:
             if not manifest.is_file():
                 raise DataError(f"{manifest}: missing; run the 'ingest' stage first")
             df = read_manifest(manifest)
+            rep.client.set_tag(rep.run_id, f"data.{dataset}.manifest_sha256", manifest_sha256(manifest))
             result = validate_manifest(df, cfg.validation, dataset)  # type: ignore[arg-type]
             out = validated_dir(cfg, dataset)
             write_report(result, out, dataset)
