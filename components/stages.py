@@ -144,11 +144,33 @@ def validate(cfg: Config) -> dict[str, Any]:
     return _write_metrics(cfg, "validate", metrics)
 
 
+def register_lesion_generator(
+    cfg: Config, run_id: str, weights: Path, data_hash: str
+) -> tuple[str, int]:
+    """Register trained weights as a new version of ``synthmed-<kind>-<size>`` (one registered
+    model per GAN kind and size), tagged with the commit, data and config it came from."""
+    from components.generators.mlflow_model import register_generator
+
+    name = cfg.gan.registered_model.format(kind=cfg.gan.kind, image_size=cfg.gan.image_size)
+    version = register_generator(
+        run_id,
+        weights,
+        kind=cfg.gan.kind,
+        image_size=cfg.gan.image_size,
+        registered_name=name,
+        tags={
+            "git.commit": tracking.git_commit(),
+            "data.manifest_sha256": data_hash,
+            "config.digest": config_digest(cfg, "gan", "data"),
+        },
+    )
+    return name, int(version)
+
+
 def train(cfg: Config) -> dict[str, Any]:
     """Train the configured lesion generator on the real training split and register it."""
     from components.data.manifest import manifest_sha256
     from components.generators.factory import build_generator
-    from components.generators.mlflow_model import register_generator
 
     seed_everything(cfg.seed)
     runtime = _runtime(cfg)
@@ -163,24 +185,12 @@ def train(cfg: Config) -> dict[str, Any]:
         figures = gen.fit(data, workdir, rep)
         weights = out / "generator.pt"
         gen.save(weights)
-        name = cfg.gan.registered_model.format(kind=cfg.gan.kind, image_size=cfg.gan.image_size)
-        version = register_generator(
-            rep.run_id,
-            weights,
-            kind=cfg.gan.kind,
-            image_size=cfg.gan.image_size,
-            registered_name=name,
-            tags={
-                "git.commit": tracking.git_commit(),
-                "data.manifest_sha256": data_hash,
-                "config.digest": config_digest(cfg, "gan", "data"),
-            },
-        )
+        name, version = register_lesion_generator(cfg, rep.run_id, weights, data_hash)
         info = {
             "kind": cfg.gan.kind,
             "image_size": cfg.gan.image_size,
             "registered_model": name,
-            "model_version": int(version),
+            "model_version": version,
             "run_id": rep.run_id,
             "data_manifest_sha256": data_hash,
             "train_images": len(data),

@@ -194,6 +194,7 @@ def train_gan(cfg: Config, kind: str, parent_run_id: str | None = None) -> dict[
     Checkpoints live in ``study/lesions/gans/<kind>/work-<config digest>``: a retried or
     repeated study resumes them, a changed GAN config starts afresh.
     """
+    from components.data.manifest import manifest_sha256
     from components.generators.factory import build_generator
 
     kcfg = gan_config(cfg, kind)
@@ -201,14 +202,25 @@ def train_gan(cfg: Config, kind: str, parent_run_id: str | None = None) -> dict[
     train = stages.load_split(cfg, "lesions", "train", kcfg.gan.image_size)
     out = study_dir(cfg) / "gans" / kind
     workdir = out / f"work-{stages.config_digest(kcfg, 'gan', 'data')}"
+    data_hash = manifest_sha256(stages.validated_dir(cfg, "lesions") / "dataset.csv")
     with child_run(cfg, parent_run_id, f"gan-{kind}", {"synthmed.gan": kind}) as rep:
         gen = build_generator(kcfg, runtime)
         figures = gen.fit(train, workdir, rep)
         weights = out / "generator.pt"
         gen.save(weights)
+        registered: dict[str, Any] = {}
+        if isinstance(rep, tracking.MlflowReporter):  # one registered model per kind and size
+            tracking.tag_lineage(rep, data_manifest_sha256=data_hash)
+            name, version = stages.register_lesion_generator(kcfg, rep.run_id, weights, data_hash)
+            registered = {"registered_model": name, "model_version": version}
     # Per-class wrappers report each model's time ("benign/train_seconds"...): add them up.
     seconds = sum(v for k, v in figures.items() if k.endswith("train_seconds"))
-    return {"kind": kind, "weights": str(weights), "train_seconds": seconds}
+    return {
+        "kind": kind,
+        "weights": str(weights),
+        "train_seconds": seconds,
+        **registered,
+    }
 
 
 def sample_labels(n: int, malignant_share: float) -> np.ndarray:
