@@ -87,7 +87,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="demo")
     args = parser.parse_args()
-    os.environ.setdefault("SYNTHMED_PROGRESS", "0")
+    from flows.cli import QUIET_ENV
+
+    for key, value in {**QUIET_ENV, "SYNTHMED_PROGRESS": "0"}.items():
+        os.environ.setdefault(key, value)
     with tempfile.TemporaryDirectory(prefix="synthmed-bench-") as tmp:
         os.environ["PREFECT_HOME"] = str(Path(tmp) / "prefect")
         os.environ["DVC_SITE_CACHE_DIR"] = str(Path(tmp) / "dvc-site")
