@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from components import progress
 from components.errors import ConfigError, DataError
 from components.runtime import Runtime, seed_everything
 
@@ -285,7 +286,7 @@ def train_classifier(
     best: tuple[float, float] | None = None
     best_state: dict[str, torch.Tensor] = {}
     best_epoch = 0
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in progress.track(range(1, cfg.epochs + 1), f"classifier ({len(train)} images)"):
         model.train()
         losses = [
             train_step(

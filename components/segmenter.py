@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from components import progress
 from components.errors import ConfigError, DataError
 from components.runtime import Runtime, seed_everything
 
@@ -319,7 +320,7 @@ def train_segmenter(
     best_state, best_iou, best_epoch = copy.deepcopy(model.state_dict()), -1.0, 0
     history: list[dict[str, float]] = []
     step = 0
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in progress.track(range(1, cfg.epochs + 1), f"UNet++ ({len(train)} images)"):
         order = torch.randperm(len(x), generator=gen)
         losses = []
         for idx in order.split(cfg.batch_size):
