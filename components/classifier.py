@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from components import progress
 from components.errors import ConfigError, DataError
+from components.io import load_state_dict_file
 from components.runtime import Runtime, seed_everything
 
 if TYPE_CHECKING:
@@ -80,16 +80,7 @@ def _efficientnet(name: str, image_size: int) -> nn.Module:
 def _load_backbone(model: nn.Module, path: Path) -> None:
     """Copy every non-head tensor of a state_dict file into ``model``."""
     where = f"evaluate.weights_path: {path}"
-    if not path.is_file():
-        raise ConfigError(f"{where}: file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    # Unpickling refuses code objects (weights_only), torch refuses truncated zips.
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{where}: not a loadable state_dict ({reason})") from None
-    if not isinstance(state, Mapping):
-        raise ConfigError(f"{where}: expected a state_dict, got {type(state).__name__}")
+    state = load_state_dict_file(path, "evaluate.weights_path")
     backbone = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIX)}
     try:
         result = model.load_state_dict(backbone, strict=False)

@@ -76,3 +76,28 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def load_state_dict_file(path: Path, field: str) -> dict[str, Any]:
+    """A local weights file as a state_dict, or a one-line ConfigError naming ``field``.
+
+    ``torch.load(weights_only=True)``: a file that needs arbitrary unpickling is refused.
+    """
+    import pickle
+
+    import torch
+
+    from components.errors import ConfigError
+
+    where = f"{field}: {path}"
+    if not Path(path).is_file():
+        raise ConfigError(f"{where}: file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    # Unpickling refuses code objects (weights_only), torch refuses truncated zips.
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{where}: not a loadable state_dict ({reason})") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{where}: expected a state_dict, got {type(state).__name__}")
+    return state

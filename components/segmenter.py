@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import copy
 import os
-import pickle
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +28,7 @@ from torch import nn
 
 from components import progress
 from components.errors import ConfigError, DataError
+from components.io import load_state_dict_file
 from components.runtime import Runtime, seed_everything
 
 if TYPE_CHECKING:
@@ -74,15 +73,7 @@ def build_segmenter(cfg: PolypStudyConfig) -> nn.Module:
 def _load_encoder(encoder: nn.Module, path: Path) -> None:
     """Load a local encoder state_dict; classifier-head keys (``fc``, ``_fc``) are dropped."""
     where = f"polyp_study.encoder_weights_path: {path}"
-    if not path.is_file():
-        raise ConfigError(f"{where}: file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"{where}: not a loadable state_dict ({reason})") from None
-    if not isinstance(state, Mapping):
-        raise ConfigError(f"{where}: expected a state_dict, got {type(state).__name__}")
+    state = load_state_dict_file(path, "polyp_study.encoder_weights_path")
     # ImageNet checkpoints carry a classification head that smp encoders delete.
     state = {k: v for k, v in state.items() if not k.startswith(("fc.", "_fc.", "classifier."))}
     try:
