@@ -37,10 +37,11 @@ import numpy as np
 import torch
 
 from components import stages, tracking
-from components.config import Config, EvaluateConfig, GanConfig, MetricsConfig
+from components.config import Config, EvaluateConfig, GanConfig
 from components.errors import ConfigError, DataError
 from components.generators.base import ImageSet
 from components.io import atomic_write_bytes, atomic_write_json
+from components.metrics.fid import draw_index, feature_distances
 from components.runtime import Runtime, make_runtime
 
 if TYPE_CHECKING:
@@ -227,37 +228,6 @@ def sample_labels(n: int, malignant_share: float) -> np.ndarray:
     """``n`` labels, the first ``round(n * share)`` malignant (1), the rest benign (0)."""
     n_mal = round(n * malignant_share)
     return np.array([1] * n_mal + [0] * (n - n_mal), dtype=np.int64)
-
-
-def draw_index(n_total: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """fid.py's protocol draw: all when ``n_total <= n``, else ``n`` sorted without replacement."""
-    if n_total <= n:
-        return np.arange(n_total)
-    return np.sort(rng.choice(n_total, n, replace=False))
-
-
-def feature_distances(
-    real_feats: np.ndarray,
-    syn_feats: np.ndarray,
-    mc: MetricsConfig,
-    seed: int,
-    name: str,
-) -> dict[str, float]:
-    """FID and KID between two feature sets, named as ``fid.generative_metrics`` names them.
-
-    The caller draws the samples with :func:`draw_index` (real first, then synthetic, one
-    generator seeded with ``cfg.seed``): the same images, so the same numbers, as
-    ``generative_metrics`` would give, without recomputing the real Inception features per GAN.
-    """
-    from components.metrics.fid import fid, kid
-
-    subset = min(mc.kid_subset_size, len(real_feats), len(syn_feats))
-    kid_mean, kid_std = kid(real_feats, syn_feats, mc.kid_subsets, subset, seed)
-    return {
-        f"fid_{name}": fid(real_feats, syn_feats),
-        f"kid_{name}": kid_mean,
-        f"kid_{name}_std": kid_std,
-    }
 
 
 def load_extractor(cfg: Config, extractor: nn.Module | None) -> nn.Module:

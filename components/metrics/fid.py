@@ -268,9 +268,14 @@ def kid(
     return float(np.mean(mmds)), float(np.std(mmds))
 
 
-def _distances(
-    name: str, real: np.ndarray, synthetic: np.ndarray, mc: MetricsConfig, seed: int
+def feature_distances(
+    real: np.ndarray, synthetic: np.ndarray, mc: MetricsConfig, seed: int, name: str
 ) -> dict[str, float]:
+    """FID and KID between two feature sets, as ``fid_<name>``, ``kid_<name>``, ``kid_<name>_std``.
+
+    Callers that cache features draw the same samples with :func:`draw_index` and get the same
+    numbers as :func:`generative_metrics`.
+    """
     subset = min(mc.kid_subset_size, len(real), len(synthetic))
     kid_mean, kid_std = kid(real, synthetic, mc.kid_subsets, subset, seed)
     return {
@@ -285,10 +290,11 @@ def _batched(fn: FeatureFn, images: np.ndarray, batch_size: int) -> np.ndarray:
     return np.concatenate(parts).astype(np.float64)
 
 
-def _draw(images: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    if len(images) <= n:
-        return images
-    return images[np.sort(rng.choice(len(images), n, replace=False))]
+def draw_index(n_total: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """The protocol's sample: all when ``n_total <= n``, else ``n`` sorted, without replacement."""
+    if n_total <= n:
+        return np.arange(n_total)
+    return np.sort(rng.choice(n_total, n, replace=False))
 
 
 def generative_metrics(
@@ -318,8 +324,8 @@ def generative_metrics(
         if len(images) < 2:
             raise DataError(f"FID/KID: {name}: need at least 2 images, got {len(images)}")
     rng = np.random.default_rng(cfg.seed)
-    real = _draw(real_train, mc.fid_samples, rng)
-    syn = _draw(synthetic, mc.fid_samples, rng)
+    real = real_train[draw_index(len(real_train), mc.fid_samples, rng)]
+    syn = synthetic[draw_index(len(synthetic), mc.fid_samples, rng)]
     device = _module_device(extractor)
     out: dict[str, float] = {
         "fid_n_real": float(len(real)),
@@ -329,9 +335,9 @@ def generative_metrics(
     }
     feats_real = inception_features(real, extractor, mc.batch_size, device)
     feats_syn = inception_features(syn, extractor, mc.batch_size, device)
-    out.update(_distances("inception", feats_real, feats_syn, mc, cfg.seed))
+    out.update(feature_distances(feats_real, feats_syn, mc, cfg.seed, "inception"))
     if domain_feature_fn is not None:
         dom_real = _batched(domain_feature_fn, real, mc.batch_size)
         dom_syn = _batched(domain_feature_fn, syn, mc.batch_size)
-        out.update(_distances("domain", dom_real, dom_syn, mc, cfg.seed))
+        out.update(feature_distances(dom_real, dom_syn, mc, cfg.seed, "domain"))
     return out
