@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,6 @@ from components.errors import DataError
 from components.generators.base import ImageSet
 from components.io import atomic_write_json
 from components.runtime import make_runtime, seed_everything
-
-log = logging.getLogger(__name__)
-
-LABELS = ("benign", "malignant")
-
 
 # --------------------------------------------------------------------------------------------
 # small shared helpers
@@ -108,7 +102,12 @@ def validate(cfg: Config) -> dict[str, Any]:
     """Great Expectations on each manifest; quarantine failures; rebalance; split."""
     from components.data.manifest import manifest_sha256, read_manifest
     from components.data.splits import assign_splits
-    from components.validation import check_threshold, log_to_mlflow, validate_manifest, write_report
+    from components.validation import (
+        check_threshold,
+        log_to_mlflow,
+        validate_manifest,
+        write_report,
+    )
 
     metrics: dict[str, Any] = {}
     results = {}

@@ -29,13 +29,6 @@ from components.config import Config, TrackingConfig, section_params
 FLOW_RUN_ENV = "SYNTHMED_FLOW_RUN_ID"
 """Set by the Prefect flows for the processes they start (DVC stages); read into run tags."""
 
-LINEAGE_TAGS = (
-    "data.manifest_sha256",
-    "data.dvc_md5",
-    "generator.model_version",
-    "synthetic.set_version",
-)
-
 
 class Reporter(Protocol):
     """Where training code sends what it measures."""

@@ -8,15 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from flows.cli import QUIET_ENV
+
 _STATE = Path(tempfile.mkdtemp(prefix="synthmed-tests-"))
 for key, value in {
+    **QUIET_ENV,  # the CLI's telemetry switches: one list
     "PREFECT_HOME": str(_STATE / "prefect"),
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    "HF_HUB_OFFLINE": "1",
-    "DVC_NO_ANALYTICS": "1",
     "DVC_SITE_CACHE_DIR": str(_STATE / "dvc-site-cache"),
     "SYNTHMED_PROGRESS": "0",
     "XDG_CACHE_HOME": str(_STATE / "cache"),
