@@ -34,7 +34,7 @@ from PIL import Image
 from torch import nn
 
 if TYPE_CHECKING:
-    from components.generators import ImageSet
+    from components.imageset import ImageSet
     from components.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +180,7 @@ def platform(
     from components.tracking import MlflowReporter
 
     cfg = Config(gan=GanConfig(kind=kind, image_size=size, batch_size=batch, steps=steps))
-    gan = get_generator(kind).from_config(cfg, runtime)
+    gan = get_generator(kind).build(cfg.gan, cfg.seed, runtime)
     with mlflow.start_run(run_name=f"{kind}-{size}") as run:
         return gan.fit(data, tmp / f"{kind}-{size}", MlflowReporter(run.info.run_id))
 
@@ -200,7 +200,7 @@ def main() -> None:
 
     import mlflow
 
-    from components.generators import ImageSet
+    from components.imageset import ImageSet
     from components.runtime import make_runtime
 
     runtime = make_runtime("auto")

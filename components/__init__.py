@@ -1,0 +1,1 @@
+"""synthmed components: the pure, typed library (no Prefect). See docs/ARCHITECTURE.md."""

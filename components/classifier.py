@@ -4,45 +4,44 @@ It is the yardstick of the project: the same classifier is trained on real image
 plus synthetic images, and the test metrics say whether the synthetic data helped. So it must be
 plain, deterministic for a seed on CPU, and identical across arms except for the training set.
 
-The loop is Made-With-ML shaped: :func:`train_step` and :func:`eval_step` take the model, loss and
-optimizer as arguments, and :func:`train_classifier` only schedules epochs, reports to a
-:class:`~components.tracking.Reporter` and keeps the best epoch's weights. Nothing here calls
-MLflow; logging the model is :func:`components.registry.log_classifier`.
+Training uses the shared kit (:mod:`components.train`); this module keeps what is the
+classifier's own: the model builder, its batching (a class-balanced sampler) and augmentation,
+precise BatchNorm statistics, its metrics and plots. Nothing here calls MLflow; logging the model
+is :func:`components.registry.log_model`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from components import progress
 from components.errors import ConfigError, DataError
+from components.imageset import LABEL_NAMES
 from components.io import load_state_dict_file
 from components.runtime import Runtime, seed_everything
+from components.train import Fitted, fit, image_tensor, nan_last, normalize
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from components.config import EvaluateConfig
-    from components.generators.base import ImageSet
+    from components.imageset import ImageSet
     from components.tracking import Reporter
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 HEAD_PREFIX = "_fc."
 """EfficientNet's classifier head: 1000 ImageNet classes in a weights file, 2 classes here."""
+TEST_METRICS = ("roc_auc", "balanced_accuracy", "sensitivity", "specificity", "f1", "accuracy")
+"""The headline test metrics of :func:`classification_metrics`, in the order tables show them."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,33 +103,6 @@ def _load_backbone(model: nn.Module, path: Path) -> None:
 # data
 
 
-def to_tensor(images: np.ndarray, size: int) -> torch.Tensor:
-    """N,H,W,3 uint8 -> N,3,size,size uint8 (resized only when needed).
-
-    Images stay uint8 until they reach the device: a quarter of the memory of floats.
-    """
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-    if tuple(x.shape[-2:]) == (size, size):
-        return x.contiguous()
-    # Chunks: a whole float copy of a large set would need four times its memory at once.
-    chunks = [
-        F.interpolate(c.float(), size=(size, size), mode="bilinear", antialias=True)
-        .round()
-        .clamp(0, 255)
-        .to(torch.uint8)
-        for c in x.split(256)
-    ]
-    return torch.cat(chunks).contiguous()
-
-
-def normalize(x: torch.Tensor, runtime: Runtime) -> torch.Tensor:
-    """uint8 N,3,H,W on any device -> ImageNet-normalised float on the runtime's device."""
-    x = x.to(runtime.device, non_blocking=True).float().div_(255)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous(memory_format=runtime.memory_format)
-
-
 def augmentation() -> nn.Module:
     """Standard dermoscopy augmentation on one uint8 3,H,W tensor (shape and dtype kept).
 
@@ -189,53 +161,9 @@ def _labels(data: ImageSet, name: str) -> np.ndarray:
 # training
 
 
-@dataclass(frozen=True)
-class TrainedClassifier:
-    """The best epoch's model (in eval mode) and what every epoch measured."""
-
-    model: nn.Module
-    history: list[dict[str, float]]
-    """One entry per epoch: epoch (1-based), train_loss, val_loss, val_roc_auc."""
-    best_epoch: int
-
-
-def train_step(
-    model: nn.Module,
-    batch: tuple[torch.Tensor, torch.Tensor],
-    loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    runtime: Runtime,
-) -> float:
-    """One optimizer step on a normalised batch already on the device; returns its loss."""
-    x, y = batch
-    optimizer.zero_grad(set_to_none=True)
-    with runtime.autocast():
-        logits = model(x)
-    # The loss in fp32 outside autocast: bf16 logits are fine, a bf16 log-softmax is not.
-    loss = loss_fn(logits.float(), y)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach())
-
-
-@torch.inference_mode()
-def eval_step(
-    model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], loss_fn: nn.Module, runtime: Runtime
-) -> tuple[float, np.ndarray]:
-    """Loss and P(malignant) of one normalised batch, without gradients."""
-    x, y = batch
-    with runtime.autocast():
-        logits = model(x).float()
-    return float(loss_fn(logits, y)), logits.softmax(dim=1)[:, 1].cpu().numpy()
-
-
-def _better(auc: float, loss: float, best: tuple[float, float] | None) -> bool:
+def rank_epoch(record: Mapping[str, float]) -> tuple[float, float]:
     """Higher val ROC AUC wins, ties go to the lower val loss; an undefined AUC ranks last."""
-    if best is None:
-        return True
-    key = (-math.inf if math.isnan(auc) else auc, -loss)
-    best_key = (-math.inf if math.isnan(best[0]) else best[0], -best[1])
-    return key > best_key
+    return nan_last(record["val_roc_auc"]), -record["val_loss"]
 
 
 def train_classifier(
@@ -246,7 +174,7 @@ def train_classifier(
     reporter: Reporter,
     seed: int,
     augment: bool = False,
-) -> TrainedClassifier:
+) -> Fitted:
     """Train a fresh classifier for ``cfg.epochs`` epochs and keep its best validation epoch.
 
     Reports ``train_loss``, ``val_loss`` and ``val_roc_auc`` with ``step=epoch`` (1-based).
@@ -258,7 +186,7 @@ def train_classifier(
     y_train, y_val = _labels(train, "training"), _labels(val, "validation")
     seed_everything(seed)
     model = build_classifier(cfg).to(runtime.device, memory_format=runtime.memory_format)
-    train_x = to_tensor(train.images, cfg.image_size)
+    train_x = image_tensor(train.images, cfg.image_size)
     loader = DataLoader(
         _Images(train_x, torch.from_numpy(y_train), augmentation() if augment else None),
         batch_size=cfg.batch_size,
@@ -269,40 +197,32 @@ def train_classifier(
         generator=torch.Generator().manual_seed(seed),
     )
     recal_order = torch.tensor(list(balanced_sampler(y_train, seed + 1)))
-    val_x, val_y = to_tensor(val.images, cfg.image_size), torch.from_numpy(y_val)
+    val_x, val_y = image_tensor(val.images, cfg.image_size), torch.from_numpy(y_val)
     loss_fn = nn.CrossEntropyLoss()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    history: list[dict[str, float]] = []
-    best: tuple[float, float] | None = None
-    best_state: dict[str, torch.Tensor] = {}
-    best_epoch = 0
-    for epoch in progress.track(range(1, cfg.epochs + 1), f"classifier ({len(train)} images)"):
-        model.train()
-        losses = [
-            train_step(
-                model, (normalize(x, runtime), y.to(runtime.device)), loss_fn, optimizer, runtime
-            )
-            for x, y in loader
-        ]
-        _recalibrate_batchnorm(model, train_x, recal_order, runtime, cfg.batch_size)
-        model.eval()
-        val_loss, p_val = _evaluate(model, val_x, val_y, loss_fn, runtime, cfg.batch_size)
-        auc = roc_auc(y_val, p_val)
-        stats = {
-            "epoch": epoch,
-            "train_loss": float(np.mean(losses)),
-            "val_loss": val_loss,
-            "val_roc_auc": auc,
-        }
-        history.append(stats)
-        for name in ("train_loss", "val_loss", "val_roc_auc"):
-            reporter.metric(name, stats[name], step=epoch)
-        if _better(auc, val_loss, best):
-            best, best_epoch = (auc, val_loss), epoch
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
-    return TrainedClassifier(model.eval(), history, best_epoch)
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for x, y in loader:
+            yield normalize(x, runtime), y.to(runtime.device)
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        loss, p_val = _loss_and_proba(m, val_x, val_y, loss_fn, runtime, cfg.batch_size)
+        return {"val_loss": loss, "val_roc_auc": roc_auc(y_val, p_val)}
+
+    return fit(
+        model,
+        epochs=cfg.epochs,
+        batches=batches,
+        loss_fn=loss_fn,
+        optimizer=torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+        runtime=runtime,
+        evaluate=evaluate,
+        rank=rank_epoch,
+        reporter=reporter,
+        description=f"classifier ({len(train)} images)",
+        after_epoch=lambda m: _recalibrate_batchnorm(
+            m, train_x, recal_order, runtime, cfg.batch_size
+        ),
+    )
 
 
 def _recalibrate_batchnorm(
@@ -325,7 +245,7 @@ def _recalibrate_batchnorm(
         update_bn((normalize(x[idx], runtime) for idx in batches), model)
 
 
-def _evaluate(
+def _loss_and_proba(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
@@ -334,37 +254,47 @@ def _evaluate(
     batch_size: int,
 ) -> tuple[float, np.ndarray]:
     """Mean loss over all of ``x`` (weighted by batch length) and P(malignant) per image."""
+    from components.train import eval_step
+
     total, probs = 0.0, []
     for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
-        loss, p = eval_step(
+        loss, logits = eval_step(
             model, (normalize(xb, runtime), yb.to(runtime.device)), loss_fn, runtime
         )
         total += loss * len(yb)
-        probs.append(p)
+        probs.append(logits.softmax(dim=1)[:, 1].cpu().numpy())
     return total / len(y), np.concatenate(probs)
 
 
+@torch.inference_mode()
 def predict_proba(
-    model: nn.Module,
-    images: np.ndarray,
-    runtime: Runtime,
-    batch_size: int,
-    image_size: int | None = None,
+    model: nn.Module, images: np.ndarray, runtime: Runtime, batch_size: int, image_size: int
 ) -> np.ndarray:
-    """P(malignant) for N,H,W,3 uint8 images, resized to ``image_size`` when given.
+    """P(malignant) for N,H,W,3 uint8 images, resized to ``image_size``.
 
     The model is put in eval mode: BatchNorm must use its running statistics at inference.
     """
     model.eval()
-    size = image_size or images.shape[1]
-    x = to_tensor(images, size)
     probs = []
-    with torch.inference_mode():
-        for xb in x.split(batch_size):
-            with runtime.autocast():
-                logits = model(normalize(xb, runtime)).float()
-            probs.append(logits.softmax(dim=1)[:, 1].cpu().numpy())
+    for xb in image_tensor(images, image_size).split(batch_size):
+        with runtime.autocast():
+            logits = model(normalize(xb, runtime)).float()
+        probs.append(logits.softmax(dim=1)[:, 1].cpu().numpy())
     return np.concatenate(probs) if probs else np.zeros(0, dtype=np.float32)
+
+
+@torch.inference_mode()
+def features(
+    model: nn.Module, images: np.ndarray, runtime: Runtime, batch_size: int, image_size: int
+) -> np.ndarray:
+    """Globally pooled last-stage features (N x C float32): the classifier's own space, used as
+    the DOMAIN space of FID/KID."""
+    model.eval()
+    out = []
+    for xb in image_tensor(images, image_size).split(batch_size):
+        fmap = model.extract_features(normalize(xb, runtime))  # type: ignore[operator]
+        out.append(torch.nn.functional.adaptive_avg_pool2d(fmap, 1).flatten(1).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -450,7 +380,7 @@ def plot_confusion_matrix(
     fig = Figure(figsize=(4, 3.6), layout="constrained")
     ax = fig.add_subplot()
     ax.imshow(counts, cmap="Blues", vmin=0)
-    names = ["benign", "malignant"]
+    names = list(LABEL_NAMES)
     ax.set(
         xticks=[0, 1],
         yticks=[0, 1],

@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components.errors import ConfigError
+from components.imageset import LABEL_NAMES
 
 DEFAULT_PARAMS = "params.yaml"
 
@@ -131,7 +132,7 @@ class DataConfig(_Section):
 class ValidationConfig(_Section):
     """Great Expectations checks on the ingested manifests."""
 
-    labels: list[str] = Field(["benign", "malignant"], description="Allowed lesion labels.")
+    labels: list[str] = Field(list(LABEL_NAMES), description="Allowed lesion labels.")
     min_side: int = Field(32, ge=1, description="Smallest allowed image height or width (px).")
     max_mask_nonbinary_share: float = Field(
         0.02,
@@ -387,10 +388,6 @@ class TrackingConfig(_Section):
     experiment: str = Field("synthmed", description="MLflow experiment name.")
 
 
-GAN_KINDS = ["dcgan", "wgan", "wgan-gp", "acgan", "sngan"]
-"""The lesion GAN zoo (components/generators/gan/zoo.py), the default of a lesion study."""
-
-
 class LesionStudyConfig(_Section):
     """The lesion GAN study: every GAN of the zoo judged by image metrics and by an EfficientNet.
 
@@ -408,8 +405,10 @@ class LesionStudyConfig(_Section):
     minutes. Roughly 8 GPU-hours in all. The demo profile runs every arm on 2 CPU cores.
     """
 
-    gan_kinds: list[str] = Field(
-        GAN_KINDS, description="Registered GAN kinds trained and compared (see `synthmed gans`)."
+    gan_kinds: list[str] | None = Field(
+        None,
+        description="Registered GAN kinds trained and compared (see `synthmed gans`); None: "
+        "every registered lesion GAN (the zoo).",
     )
     image_size: int = Field(
         64, description="GAN training and sampling size (px); a size ingested in "
@@ -447,8 +446,8 @@ class LesionStudyConfig(_Section):
 
     @field_validator("gan_kinds", "seeds")
     @classmethod
-    def _unique(cls, v: list[Any]) -> list[Any]:
-        if not v or len(set(v)) != len(v):
+    def _unique(cls, v: list[Any] | None) -> list[Any] | None:
+        if v is not None and (not v or len(set(v)) != len(v)):
             raise ValueError("give at least one entry, each once")
         return v
 
@@ -475,14 +474,17 @@ class LesionStudyConfig(_Section):
     @field_validator("balanced_kind")
     @classmethod
     def _balanced_in_study(cls, v: str, info: Any) -> str:
-        if "balanced" in info.data.get("arms", []) and v not in info.data.get("gan_kinds", [v]):
+        # With gan_kinds None (the whole zoo) the study checks against the registry.
+        kinds = info.data.get("gan_kinds")
+        if kinds is not None and "balanced" in info.data.get("arms", []) and v not in kinds:
             raise ValueError(f"'{v}' is not in gan_kinds")
         return v
 
     @field_validator("synthetic_only_kinds")
     @classmethod
     def _subset_of_study(cls, v: list[str] | None, info: Any) -> list[str] | None:
-        missing = sorted(set(v or []) - set(info.data.get("gan_kinds", v or [])))
+        kinds = info.data.get("gan_kinds")
+        missing = sorted(set(v or []) - set(kinds)) if kinds is not None else []
         if missing:
             raise ValueError(f"{missing} not in gan_kinds")
         return v
@@ -541,14 +543,10 @@ class PolypStudyConfig(_Section):
     task_retries: int = Field(
         1, ge=0, description="Retries of a failed SinGAN-Seg training task before it is dropped."
     )
-    registered_model: str = Field(
-        "synthmed-polyp-segmenter", description="MLflow registered model of the best segmenter."
-    )
-    promote_metric: Literal["iou", "f_score", "accuracy", "recall", "precision"] = Field(
-        "iou", description="Test metric (higher is better) that decides promotion."
-    )
-    promote_margin: float = Field(
-        0.0, ge=0, description="Challenger must beat the champion by this much."
+    promote: PromoteConfig = Field(
+        PromoteConfig(registered_model="synthmed-polyp-segmenter", metric="iou"),
+        description="Promotion of the best segmenter, as the pipeline promotes classifiers "
+        "(metric: a test metric of the segmenter: iou, f_score, accuracy, recall, precision).",
     )
 
     @field_validator("image_size")
@@ -556,6 +554,14 @@ class PolypStudyConfig(_Section):
     def _divisible(cls, v: int) -> int:
         if v < 32 or v % 32:
             raise ValueError("must be a multiple of 32 (UNet++ downsamples by 32)")
+        return v
+
+    @field_validator("promote")
+    @classmethod
+    def _segmenter_metric(cls, v: PromoteConfig) -> PromoteConfig:
+        allowed = ("iou", "f_score", "accuracy", "recall", "precision")
+        if v.metric not in allowed or not v.greater_is_better:
+            raise ValueError(f"metric must be one of {allowed}, greater_is_better true")
         return v
 
     @field_validator("sweep_sizes")
@@ -722,6 +728,17 @@ def load_config(
         raw["profiles"] = dict(raw["profiles"] or {})
         raw["profiles"][chosen] = deep_merge(raw["profiles"].get(chosen) or {}, overrides)
     return resolve(raw, profile, source=str(path))
+
+
+def config_digest(cfg: BaseModel, *sections: str) -> str:
+    """Short hash of some sections of ``cfg`` (and its seed): names work folders that must not
+    be mixed up, e.g. the checkpoints of a GAN trained with other settings."""
+    import hashlib
+    import json
+
+    dump = cfg.model_dump(mode="json")
+    blob = json.dumps({s: dump[s] for s in sections} | {"seed": dump.get("seed")}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def section_params(cfg: BaseModel, prefix: str = "") -> dict[str, str]:

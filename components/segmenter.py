@@ -10,34 +10,31 @@ summed over all images first, then IoU, F-score, accuracy, recall and precision 
 (``smp.metrics`` with ``reduction="micro"``); the Dice loss is likewise one soft Dice over all
 pixels. Per-image averaging would let a few tiny polyps dominate.
 
-Nothing here calls MLflow: training reports to a :class:`~components.tracking.Reporter`.
+Training uses the shared kit (:mod:`components.train`); this module keeps the segmenter's own
+model builder, its paired flips, and its metrics. Nothing here calls MLflow.
 """
 
 from __future__ import annotations
 
-import copy
-import os
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from components import progress
 from components.errors import ConfigError, DataError
+from components.imageset import ImageSet, resize
 from components.io import load_state_dict_file
 from components.runtime import Runtime, seed_everything
+from components.train import Fitted, fit, normalize
 
 if TYPE_CHECKING:
     from components.config import PolypStudyConfig
-    from components.generators.base import ImageSet
     from components.tracking import Reporter
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 METRICS = ("dice_loss", "iou", "f_score", "accuracy", "recall", "precision")
 """Every metric :func:`segmentation_metrics` returns, in the order tables show them."""
 
@@ -49,15 +46,13 @@ METRICS = ("dice_loss", "iou", "f_score", "accuracy", "recall", "precision")
 def build_segmenter(cfg: PolypStudyConfig) -> nn.Module:
     """A one-class UNet++; encoder from ``cfg.encoder_weights_path`` when set, else random.
 
-    ``encoder_weights=None`` always: smp's own weights are downloads. HF_HUB_OFFLINE keeps an
-    unexpected download attempt from retrying for a minute before failing.
+    ``encoder_weights=None`` always: smp's own weights are downloads.
 
     Raises:
         ConfigError: unknown encoder, or a weights file that is missing or does not fit.
     """
     import segmentation_models_pytorch as smp
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         model = smp.UnetPlusPlus(encoder_name=cfg.encoder, encoder_weights=None, classes=1)
     except (KeyError, ValueError) as exc:
@@ -101,30 +96,18 @@ def dice_loss() -> nn.Module:
 
 
 def to_tensors(data: ImageSet, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images and masks as uint8 N,3,S,S and N,1,S,S tensors, resized when needed.
-
-    Masks are resized with nearest neighbour, so they stay {0, 1}.
+    """Images and masks as uint8 N,3,S,S and N,1,S,S tensors, resized when needed
+    (:func:`components.imageset.resize`: masks stay {0, 1}).
 
     Raises:
         DataError: the set has no masks.
     """
     if data.masks is None:
         raise DataError(f"segmenter: a set of {len(data)} images without masks")
+    data = resize(data, size)
     x = torch.from_numpy(np.ascontiguousarray(data.images)).permute(0, 3, 1, 2)
     y = torch.from_numpy(np.ascontiguousarray(data.masks))[:, None]
-    if tuple(x.shape[-2:]) != (size, size):
-        x = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True)
-        x = x.round().clamp(0, 255).to(torch.uint8)
-        y = F.interpolate(y.float(), size=(size, size), mode="nearest").to(torch.uint8)
     return x.contiguous(), y.contiguous()
-
-
-def normalize(x: torch.Tensor, runtime: Runtime) -> torch.Tensor:
-    """uint8 N,3,H,W -> ImageNet-normalised float on the runtime's device and memory format."""
-    x = x.to(runtime.device, non_blocking=True).float().div_(255)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous(memory_format=runtime.memory_format)
 
 
 def random_flips(
@@ -212,36 +195,6 @@ def segmentation_metrics(
 # training and prediction
 
 
-@dataclass
-class TrainedSegmenter:
-    """The model with the weights of its best validation epoch, and what training saw."""
-
-    model: nn.Module
-    best_epoch: int
-    best_val_iou: float
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
-def train_step(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    loss_fn: nn.Module,
-    opt: torch.optim.Optimizer,
-    runtime: Runtime,
-) -> float:
-    """One optimizer step on a normalised batch; returns the batch's loss."""
-    model.train()
-    opt.zero_grad(set_to_none=True)
-    with runtime.autocast():
-        logits = model(x)
-    # The loss in fp32: bf16 sums over 64k pixels lose the small overlaps Dice depends on.
-    loss = loss_fn(logits.float(), y)
-    loss.backward()
-    opt.step()
-    return float(loss.detach())
-
-
 @torch.no_grad()
 def predict(
     model: nn.Module,
@@ -254,11 +207,9 @@ def predict(
 
     ``size`` (default: the images' own) must be a multiple of 32.
     """
-    from components.generators.base import ImageSet
+    from components.train import image_tensor
 
-    size = size or images.shape[1]
-    dummy = np.zeros(images.shape[:3], dtype=np.uint8)
-    x, _ = to_tensors(ImageSet(images=images, masks=dummy), size)
+    x = image_tensor(images, size or images.shape[1])
     model.eval()
     out = []
     for batch in x.split(batch_size):
@@ -290,11 +241,11 @@ def train_segmenter(
     runtime: Runtime,
     reporter: Reporter,
     seed: int,
-) -> TrainedSegmenter:
+) -> Fitted:
     """Train a UNet++ on ``train``; keep the weights of the epoch with the best ``val`` IoU.
 
-    Reports ``train.dice_loss`` per step and ``val.<metric>`` per epoch. Ties keep the earlier
-    epoch, so an arm that never improves keeps its first model rather than its last.
+    Reports ``train.dice_loss`` per step, ``train_loss`` and ``val_<metric>`` per epoch. Ties
+    keep the earlier epoch, so an arm that never improves keeps its first model.
 
     Raises:
         DataError: ``train`` or ``val`` is empty or has no masks.
@@ -304,29 +255,29 @@ def train_segmenter(
             raise DataError(f"segmenter: the {name} set is empty")
     seed_everything(seed)
     model = build_segmenter(cfg).to(runtime.device).to(memory_format=runtime.memory_format)
-    loss_fn = dice_loss()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     x, y = to_tensors(train, cfg.image_size)
     gen = torch.Generator().manual_seed(seed)
-    best_state, best_iou, best_epoch = copy.deepcopy(model.state_dict()), -1.0, 0
-    history: list[dict[str, float]] = []
-    step = 0
-    for epoch in progress.track(range(1, cfg.epochs + 1), f"UNet++ ({len(train)} images)"):
-        order = torch.randperm(len(x), generator=gen)
-        losses = []
-        for idx in order.split(cfg.batch_size):
+
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for idx in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
+            if len(idx) == 1 < len(x):
+                continue  # BatchNorm cannot train on a batch of one (1x1 maps deep down)
             xb, yb = random_flips(x[idx], y[idx], gen)
-            yb = yb.to(runtime.device).float()
-            losses.append(train_step(model, normalize(xb, runtime), yb, loss_fn, opt, runtime))
-            step += 1
-            reporter.metric("train.dice_loss", losses[-1], step=step)
-        val_metrics = evaluate_segmenter(model, val, cfg, runtime)
-        for name, value in val_metrics.items():
-            reporter.metric(f"val.{name}", value, step=epoch)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), **val_metrics})
-        if val_metrics["iou"] > best_iou:
-            best_iou, best_epoch = val_metrics["iou"], epoch
-            best_state = copy.deepcopy(model.state_dict())
-    model.load_state_dict(best_state)
-    reporter.metric("best_epoch", best_epoch)
-    return TrainedSegmenter(model, best_epoch, best_iou, history)
+            yield normalize(xb, runtime), yb.to(runtime.device).float()
+
+    def evaluate(m: nn.Module) -> dict[str, float]:
+        return {f"val_{k}": v for k, v in evaluate_segmenter(m, val, cfg, runtime).items()}
+
+    return fit(
+        model,
+        epochs=cfg.epochs,
+        batches=batches,
+        loss_fn=dice_loss(),
+        optimizer=torch.optim.Adam(model.parameters(), lr=cfg.lr),
+        runtime=runtime,
+        evaluate=evaluate,
+        rank=lambda record: record["val_iou"],
+        reporter=reporter,
+        description=f"UNet++ ({len(train)} images)",
+        step_metric="train.dice_loss",
+    )

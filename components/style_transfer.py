@@ -20,8 +20,9 @@ from torch import nn
 
 from components.config import StyleTransferConfig
 from components.errors import ConfigError
-from components.generators.base import ImageSet
+from components.imageset import ImageSet
 from components.runtime import Runtime
+from components.train import IMAGENET_MEAN, IMAGENET_STD
 
 GATYS = "gatys-vgg19"
 REINHARD = "reinhard-lab"
@@ -32,9 +33,6 @@ STYLE_LAYERS = (0, 5, 10, 19, 28)
 """conv1_1, conv2_1, conv3_1, conv4_1, conv5_1."""
 BATCH = 8
 """Images optimized together (each has its own loss, so batching does not change results)."""
-
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def method_for(cfg: StyleTransferConfig) -> str:
@@ -81,8 +79,8 @@ def vgg19_features(path: str, device: str) -> nn.Module:
 
 def _features(net: nn.Module, x: torch.Tensor) -> dict[int, torch.Tensor]:
     """Conv outputs (before ReLU) at the style and content layers, fp32."""
-    mean = x.new_tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = x.new_tensor(_IMAGENET_STD).view(1, 3, 1, 1)
+    mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
     out, h = {}, (x - mean) / std
     for i, layer in enumerate(net):
         h = layer(h)

@@ -29,10 +29,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from components.errors import DataError
-from components.generators.base import ImageSet
+from components.imageset import LABEL_NAMES, ImageSet, png_bytes
 from components.io import atomic_dir, atomic_write_json, atomic_write_text
 
-LABEL_NAMES = ("benign", "malignant")
 MANIFEST_COLUMNS = ("image_id", "file", "label", "mask_file")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -74,12 +73,12 @@ def write_set(samples: ImageSet, out_dir: Path, meta: dict[str, Any]) -> Path:
             (tmp / "masks").mkdir()
         for i, image_id in enumerate(ids):
             image_file = f"images/{image_id}.png"
-            (tmp / image_file).write_bytes(_png(samples.images[i]))
+            (tmp / image_file).write_bytes(png_bytes(samples.images[i]))
             mask_file = ""
             if samples.masks is not None:
                 mask_file = f"masks/{image_id}.png"
                 mask = np.where(samples.masks[i] > 0, 255, 0).astype(np.uint8)
-                (tmp / mask_file).write_bytes(_png(mask))
+                (tmp / mask_file).write_bytes(png_bytes(mask))
             label = "" if samples.labels is None else _label_name(samples.labels[i], image_id)
             rows.append(
                 {"image_id": image_id, "file": image_file, "label": label, "mask_file": mask_file}
@@ -159,14 +158,6 @@ def _label_name(label: np.integer, image_id: str) -> str:
     if label not in (0, 1):
         raise ValueError(f"image {image_id}: label {label} is not 0 (benign) or 1 (malignant)")
     return LABEL_NAMES[int(label)]
-
-
-def _png(array: np.ndarray) -> bytes:
-    # Pillow writes no time chunk, so a fixed compress_level makes the bytes a function of the
-    # pixels alone (what keeps a regenerated set's DVC md5 stable).
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buf, format="PNG", compress_level=6)
-    return buf.getvalue()
 
 
 def _csv(rows: list[dict[str, str]]) -> str:

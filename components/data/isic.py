@@ -29,6 +29,7 @@ import pandas as pd
 from components.config import LesionDataConfig
 from components.data.sources import Entry, Source, is_image, stem, uri_of
 from components.errors import DataError
+from components.imageset import LABEL_NAMES
 
 
 def read_lesions(source: Source, keys: list[str], cfg: LesionDataConfig) -> tuple[str, list[Entry]]:
@@ -167,7 +168,9 @@ def _isic_row(row: dict[str, str]) -> dict[str, Any]:
 
 def _challenge_row(row: dict[str, str]) -> dict[str, Any]:
     target = row.get("target", "").strip()
-    label = {"0": "benign", "1": "malignant", "0.0": "benign", "1.0": "malignant"}.get(target)
+    # The challenge CSV's target is the label code (0/1, sometimes written 0.0/1.0).
+    codes = {str(c): n for c, n in enumerate(LABEL_NAMES)}
+    label = codes.get(target.removesuffix(".0"))
     return {
         "label": label or target.lower(),
         "diagnosis": row.get("diagnosis", "").strip(),

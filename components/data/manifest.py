@@ -43,7 +43,7 @@ from components.data.polyps import binarize, mask_stats, read_polyps
 from components.data.sources import Entry, Source, open_source, uri_of
 from components.data.splits import rebalance
 from components.errors import DataError
-from components.generators.base import ImageSet
+from components.imageset import LABEL_CODES, ImageSet
 from components.io import atomic_dir, sha256_bytes, sha256_file
 from components.progress import track
 
@@ -55,7 +55,6 @@ COLUMNS = (
 )  # fmt: skip
 _INTS = ("bytes", "height", "width", "age_approx", "mask_height", "mask_width")
 _FLOATS = ("mask_nonbinary_share", "mask_foreground_share")
-LABEL_CODES = {"benign": 0, "malignant": 1}
 
 Dataset = Literal["lesions", "polyps"]
 

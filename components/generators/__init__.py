@@ -2,6 +2,6 @@
 
 import components.generators.gan.zoo  # noqa: F401  (registers the lesion GAN zoo)
 import components.generators.singan_seg.model  # noqa: F401  (registers "singan-seg")
-from components.generators.base import REGISTRY, Generator, ImageSet, get_generator, register
+from components.generators.base import REGISTRY, Generator, get_generator, kinds, register
 
-__all__ = ["REGISTRY", "Generator", "ImageSet", "get_generator", "register"]
+__all__ = ["REGISTRY", "Generator", "get_generator", "kinds", "register"]

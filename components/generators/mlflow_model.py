@@ -1,4 +1,4 @@
-"""A trained generator as an MLflow pyfunc model, registered in the MLflow model registry.
+"""A trained generator as an MLflow pyfunc model (registered by :mod:`components.registry`).
 
 The logged model holds the generator's weights file (what ``Generator.save`` wrote) as an artifact,
 the ``components`` package as code, and the generator kind in its ``model_config``; loading it
@@ -18,9 +18,6 @@ the output is JSON-safe for ``mlflow models serve``).
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
-from collections.abc import Iterator, Mapping
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -30,8 +27,6 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
-
-from components.errors import DataError
 
 ARTIFACT = "weights"
 SIGNATURE = ModelSignature(
@@ -60,11 +55,10 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         from components.generators.factory import load_generator
         from components.runtime import make_runtime
 
-        kind = context.model_config["kind"]
-        self.generator = load_generator(kind, Path(context.artifacts[ARTIFACT]), make_runtime())
+        self.generator = load_generator(Path(context.artifacts[ARTIFACT]), make_runtime())
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        from components.tracking import png_bytes
+        from components.imageset import png_bytes
 
         rows = []
         for i, request in enumerate(model_input.to_dict("records")):
@@ -82,54 +76,18 @@ class GeneratorModel(mlflow.pyfunc.PythonModel):
         return pd.DataFrame(rows, columns=["request", "label", "png"])
 
 
-@contextlib.contextmanager
-def _in_run(run_id: str) -> Iterator[None]:
-    """Make ``run_id`` the active run for log_model, unless it already is."""
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        yield
-        return
-    with mlflow.start_run(run_id=run_id, nested=active is not None):
-        yield
-
-
-def register_generator(
-    reporter_run_id: str,
-    checkpoint_path: str | os.PathLike[str],
-    kind: str,
-    image_size: int,
-    registered_name: str,
-    tags: Mapping[str, Any],
-) -> int:
-    """Log the generator in ``checkpoint_path`` as a pyfunc model of run ``reporter_run_id``.
-
-    Then register it as a new version of ``registered_name``, tagged with ``tags`` (config hash,
-    data manifest sha256, git commit...) plus ``generator.kind`` and ``generator.image_size``.
-
-    Returns:
-        The new model version number.
-    """
-    from components.generators.base import get_generator
-
-    get_generator(kind)  # an unknown kind fails here, with the known kinds, not at serving time
-    path = Path(checkpoint_path)
-    if not path.is_file():
-        raise DataError(f"{path}: generator weights not found")
+def save_pyfunc(path: Path, weights: Path, kind: str, image_size: int) -> None:
+    """Write the pyfunc model of the generator saved at ``weights`` into the folder ``path``."""
     import components
 
-    with _in_run(reporter_run_id):
-        info = mlflow.pyfunc.log_model(
-            name="generator",
-            python_model=GeneratorModel(),
-            artifacts={ARTIFACT: str(path)},
-            model_config={"kind": kind, "image_size": image_size},
-            code_paths=[str(Path(components.__file__).parent)],
-            signature=SIGNATURE,
-            pip_requirements=pip_requirements(),
-            metadata={"kind": kind, "image_size": image_size},
-        )
-    all_tags = {"generator.kind": kind, "generator.image_size": image_size, **tags}
-    registered = mlflow.register_model(
-        info.model_uri, registered_name, tags={k: str(v) for k, v in all_tags.items()}
+    mlflow.pyfunc.save_model(
+        str(path),
+        python_model=GeneratorModel(),
+        artifacts={ARTIFACT: str(weights)},
+        model_config={"kind": kind, "image_size": image_size},
+        code_paths=[str(Path(components.__file__).parent)],
+        signature=SIGNATURE,
+        input_example=pd.DataFrame({"n": [2], "seed": [0], "label": [-1]}),
+        pip_requirements=pip_requirements(),
+        metadata={"kind": kind, "image_size": image_size},
     )
-    return int(registered.version)

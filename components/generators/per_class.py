@@ -8,65 +8,98 @@ conditional generator, so stages never special-case it.
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
+import contextlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from components.generators.base import Generator, ImageSet
-from components.io import atomic_write_bytes
+from components.generators.base import Generator, get_generator
+from components.imageset import LABEL_NAMES, ImageSet
 
 if TYPE_CHECKING:
-    from components.config import Config
+    from pydantic import BaseModel
+
     from components.runtime import Runtime
     from components.tracking import Reporter
 
-CLASS_NAMES = {0: "benign", 1: "malignant"}
-
 
 class _Prefixed:
-    """A reporter that prefixes every name, so the two models' curves stay apart in MLflow."""
+    """A reporter that prefixes every name, so the per-class models' curves stay apart."""
 
     def __init__(self, inner: Reporter, prefix: str) -> None:
         self.inner, self.prefix = inner, prefix
 
+    @property
+    def run_id(self) -> str | None:
+        return self.inner.run_id
+
     def metric(self, name: str, value: float, step: int | None = None) -> None:
         self.inner.metric(f"{self.prefix}/{name}", value, step)
+
+    def metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
+        self.inner.metrics({f"{self.prefix}/{k}": v for k, v in values.items()}, step)
 
     def image(self, name: str, image: np.ndarray, step: int | None = None) -> None:
         self.inner.image(f"{self.prefix}_{name}", image, step)
 
-    def artifact(self, path: str | os.PathLike[str], subdir: str | None = None) -> None:
+    def figure(self, fig: Any, artifact_file: str) -> None:
+        self.inner.figure(fig, f"{self.prefix}/{artifact_file}")
+
+    def artifact(self, path: Any, subdir: str | None = None) -> None:
         self.inner.artifact(path, f"{self.prefix}/{subdir}" if subdir else self.prefix)
+
+    def text(self, text: str, artifact_file: str) -> None:
+        self.inner.text(text, f"{self.prefix}/{artifact_file}")
+
+    def dict(self, obj: Mapping[str, Any], artifact_file: str) -> None:
+        self.inner.dict(obj, f"{self.prefix}/{artifact_file}")
+
+    def tag(self, key: str, value: Any) -> None:
+        self.inner.tag(key, value)
+
+    def tags(self, values: Mapping[str, Any]) -> None:
+        self.inner.tags(values)
+
+    def params(self, values: Mapping[str, Any]) -> None:
+        self.inner.params({f"{self.prefix}.{k}": v for k, v in values.items()})
+
+    @contextlib.contextmanager
+    def child(self, name: str, tags: Mapping[str, Any] | None = None) -> Iterator[Reporter]:
+        with self.inner.child(f"{self.prefix}-{name}", tags) as kid:
+            yield kid
 
 
 class PerClassGenerator(Generator):
     """``{label: unconditional generator}`` behind the conditional Generator interface."""
 
     conditional = True
+    output = "image+label"
 
     def __init__(self, models: dict[int, Generator]) -> None:
         self.models = models
-        self.kind = next(iter(models.values())).kind
+        inner = next(iter(models.values()))
+        self.kind = inner.kind  # type: ignore[misc]
+        self.config_section = inner.config_section  # type: ignore[misc]
+        self.family, self.modality = inner.family, inner.modality  # type: ignore[misc]
 
     @classmethod
-    def wrap(cls, inner: type[Generator], cfg: Config, runtime: Runtime) -> PerClassGenerator:
-        return cls({label: inner.from_config(cfg, runtime) for label in CLASS_NAMES})
+    def wrap(
+        cls, inner: type[Generator], section: BaseModel, seed: int, runtime: Runtime
+    ) -> PerClassGenerator:
+        return cls({label: inner.build(section, seed, runtime) for label in range(len(LABEL_NAMES))})
 
     @classmethod
-    def from_config(cls, cfg: Config, runtime: Runtime) -> Generator:
-        raise TypeError("use PerClassGenerator.wrap(inner_class, cfg, runtime)")
+    def build(cls, section: BaseModel, seed: int, runtime: Runtime) -> Generator:
+        raise TypeError("use PerClassGenerator.wrap(inner_class, section, seed, runtime)")
 
     def fit(self, data: ImageSet, workdir: Path, reporter: Reporter) -> dict[str, float]:
         if data.labels is None:
             raise ValueError("per-class training needs labels")
         figures: dict[str, float] = {}
         for label, model in self.models.items():
-            name = CLASS_NAMES[label]
+            name = LABEL_NAMES[label]
             subset = data.subset(np.flatnonzero(data.labels == label))
             if len(subset) == 0:
                 raise ValueError(f"no training images of class '{name}'")
@@ -93,34 +126,19 @@ class PerClassGenerator(Generator):
             raise ValueError(f"labels must be in {sorted(self.models)}")
         return ImageSet(images=images, labels=labels, ids=[f"syn-{i:06d}" for i in range(n)])
 
-    def save(self, path: Path) -> None:
-        # One file holding each inner model's own checkpoint (state_dicts only).
-        bundle = {"kind": self.kind, "per_class": {}}
-        with tempfile.TemporaryDirectory() as tmp:
-            for label, model in self.models.items():
-                part = Path(tmp) / f"{label}.pt"
-                model.save(part)
-                bundle["per_class"][str(label)] = torch.load(part, weights_only=True)
-        buf = io.BytesIO()
-        torch.save(bundle, buf)
-        atomic_write_bytes(path, buf.getvalue())
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "per_class": {str(label): m.state_dict() for label, m in self.models.items()},
+        }
 
     @classmethod
-    def load_with(cls, inner: type[Generator], path: Path, runtime: Runtime) -> PerClassGenerator:
-        bundle = torch.load(path, weights_only=True, map_location="cpu")
-        models: dict[int, Generator] = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            for label, state in bundle["per_class"].items():
-                part = Path(tmp) / f"{label}.pt"
-                torch.save(state, part)
-                models[int(label)] = inner.load(part, runtime)
-        return cls(models)
-
-    @classmethod
-    def load(cls, path: Path, runtime: Runtime) -> Generator:
-        raise TypeError("use PerClassGenerator.load_with(inner_class, path, runtime)")
+    def from_state_dict(cls, state: dict[str, Any], runtime: Runtime) -> PerClassGenerator:
+        inner = get_generator(state["kind"])
+        return cls(
+            {int(label): inner.from_state_dict(s, runtime) for label, s in state["per_class"].items()}
+        )
 
     @staticmethod
-    def is_bundle(path: Path) -> bool:
-        state = torch.load(path, weights_only=True, map_location="cpu")
-        return isinstance(state, dict) and "per_class" in state
+    def is_bundle(state: dict[str, Any]) -> bool:
+        return "per_class" in state

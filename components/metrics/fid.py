@@ -297,6 +297,17 @@ def draw_index(n_total: int, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n_total, n, replace=False))
 
 
+def protocol_counts(n_real: int, n_synthetic: int, mc: MetricsConfig) -> dict[str, float]:
+    """The sample sizes behind a FID/KID figure, reported with it: FID is biased by the count,
+    so figures compare only at equal counts."""
+    return {
+        "fid_n_real": float(n_real),
+        "fid_n_synthetic": float(n_synthetic),
+        "kid_subset_size": float(min(mc.kid_subset_size, n_real, n_synthetic)),
+        "kid_subsets": float(mc.kid_subsets),
+    }
+
+
 def generative_metrics(
     real_train: np.ndarray,
     synthetic: np.ndarray,
@@ -327,12 +338,7 @@ def generative_metrics(
     real = real_train[draw_index(len(real_train), mc.fid_samples, rng)]
     syn = synthetic[draw_index(len(synthetic), mc.fid_samples, rng)]
     device = _module_device(extractor)
-    out: dict[str, float] = {
-        "fid_n_real": float(len(real)),
-        "fid_n_synthetic": float(len(syn)),
-        "kid_subset_size": float(min(mc.kid_subset_size, len(real), len(syn))),
-        "kid_subsets": float(mc.kid_subsets),
-    }
+    out = protocol_counts(len(real), len(syn), mc)
     feats_real = inception_features(real, extractor, mc.batch_size, device)
     feats_syn = inception_features(syn, extractor, mc.batch_size, device)
     out.update(feature_distances(feats_real, feats_syn, mc, cfg.seed, "inception"))

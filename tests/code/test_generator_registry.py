@@ -6,10 +6,15 @@ import pytest
 
 from components.config import Config, GanConfig
 from components.errors import ConfigError
-from components.generators import REGISTRY, Generator, get_generator
+from components.generators import REGISTRY, Generator, get_generator, kinds
 from components.runtime import make_runtime
 
-GAN_KINDS = ["dcgan", "wgan-gp", "wgan", "acgan", "sngan"]
+GAN_KINDS = kinds("lesion-gan")
+
+
+def test_the_lesion_gan_zoo_is_what_the_registry_says() -> None:
+    assert sorted(GAN_KINDS) == ["acgan", "dcgan", "sngan", "wgan", "wgan-gp"]
+    assert "singan-seg" in REGISTRY and "singan-seg" not in GAN_KINDS
 
 
 @pytest.mark.parametrize("kind", GAN_KINDS)
@@ -33,9 +38,9 @@ def test_unknown_kind_raises_config_error_listing_known_kinds() -> None:
         assert kind in message
 
 
-def test_from_config_builds_the_configured_architecture() -> None:
-    cfg = Config(gan=GanConfig(kind="sngan", image_size=32, base_channels=8, latent_dim=16))
-    gan = get_generator("sngan").from_config(cfg, make_runtime("cpu"))
+def test_build_makes_the_configured_architecture_from_the_section() -> None:
+    section = GanConfig(kind="sngan", image_size=32, base_channels=8, latent_dim=16)
+    gan = get_generator("sngan").build(section, 0, make_runtime("cpu"))
     assert gan.G.latent_dim == 16
     assert gan.D.features[0].parametrizations.weight.original.shape == (8, 3, 4, 4)
 
@@ -47,4 +52,4 @@ def test_from_config_builds_the_configured_architecture() -> None:
 def test_unusable_settings_raise_one_line_config_errors(override: dict, field: str) -> None:
     cfg = Config(gan=GanConfig(base_channels=8, **override))
     with pytest.raises(ConfigError, match=field):
-        get_generator("dcgan").from_config(cfg, make_runtime("cpu"))
+        get_generator("dcgan").build(cfg.gan, cfg.seed, make_runtime("cpu"))

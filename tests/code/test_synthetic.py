@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from components.errors import DataError
-from components.generators.base import ImageSet
+from components.imageset import ImageSet
 from components.synthetic import content_digest, read_set, set_name, write_set
 
 META = {"generator_kind": "dcgan", "generator_model_version": "3", "seed": 7}

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from components.classifier import (
-    _better,
     augmentation,
     balanced_sampler,
     build_classifier,
@@ -18,15 +17,17 @@ from components.classifier import (
     plot_confusion_matrix,
     plot_roc,
     predict_proba,
+    rank_epoch,
     roc_auc,
     roc_curve,
-    to_tensor,
     train_classifier,
 )
 from components.config import EvaluateConfig
 from components.errors import ConfigError, DataError
-from components.generators.base import ImageSet
+from components.imageset import ImageSet
 from components.runtime import make_runtime, torch_threads
+from components.tracking import NullReporter
+from components.train import image_tensor
 
 CPU = make_runtime("cpu")
 
@@ -37,22 +38,6 @@ def one_thread():  # type: ignore[no-untyped-def]
     intra-op threads wait on each other: one thread ran these trainings ~10x faster."""
     with torch_threads(1):
         yield
-
-
-class RecordingReporter:
-    """Keeps every reported (name, value, step)."""
-
-    def __init__(self) -> None:
-        self.metrics: list[tuple[str, float, int | None]] = []
-
-    def metric(self, name: str, value: float, step: int | None = None) -> None:
-        self.metrics.append((name, value, step))
-
-    def image(self, name: str, image: np.ndarray, step: int | None = None) -> None:
-        return None
-
-    def artifact(self, path: str, subdir: str | None = None) -> None:
-        return None
 
 
 def bright_vs_dark(n: int, n_malignant: int, seed: int, size: int = 32) -> ImageSet:
@@ -157,12 +142,12 @@ def test_augmentation_keeps_shape_and_dtype_and_changes_pixels() -> None:
     assert any(not torch.equal(o, x) for o in outs)
 
 
-def test_to_tensor_resizes_only_when_needed() -> None:
+def test_image_tensor_resizes_only_when_needed() -> None:
     images = np.full((2, 40, 40, 3), 77, dtype=np.uint8)
-    x = to_tensor(images, 32)
+    x = image_tensor(images, 32)
     assert x.shape == (2, 3, 32, 32) and x.dtype == torch.uint8
     assert int(x.min()) == int(x.max()) == 77  # a flat image stays flat at the same value
-    same = to_tensor(images[:, :32, :32], 32)
+    same = image_tensor(images[:, :32, :32], 32)
     assert same.shape == (2, 3, 32, 32) and same.is_contiguous()
 
 
@@ -214,24 +199,28 @@ def test_unknown_model_name_is_a_config_error() -> None:
 
 
 def test_best_epoch_prefers_auc_then_lower_loss_and_ranks_nan_last() -> None:
-    assert _better(0.9, 0.5, (0.8, 0.1))
-    assert _better(0.8, 0.2, (0.8, 0.3))
-    assert not _better(0.8, 0.4, (0.8, 0.3))
-    assert not _better(math.nan, 0.1, (0.6, 0.9))
-    assert _better(0.1, 5.0, (math.nan, 0.1))
+    def better(auc: float, loss: float, best: tuple[float, float]) -> bool:
+        key = rank_epoch({"val_roc_auc": auc, "val_loss": loss})
+        return key > rank_epoch({"val_roc_auc": best[0], "val_loss": best[1]})
+
+    assert better(0.9, 0.5, (0.8, 0.1))
+    assert better(0.8, 0.2, (0.8, 0.3))
+    assert not better(0.8, 0.4, (0.8, 0.3))
+    assert not better(math.nan, 0.1, (0.6, 0.9))
+    assert better(0.1, 5.0, (math.nan, 0.1))
 
 
 def test_unlabelled_training_set_is_a_data_error() -> None:
     data = bright_vs_dark(8, 4, seed=0)
     with pytest.raises(DataError, match="training set"):
-        train_classifier(ImageSet(data.images), data, small_cfg(), CPU, RecordingReporter(), 0)
+        train_classifier(ImageSet(data.images), data, small_cfg(), CPU, NullReporter(), 0)
 
 
 def test_training_is_deterministic_for_a_seed_with_augmentation() -> None:
     # 17 images at batch 8: the last batch of one is dropped in training and recalibration.
     train, val = bright_vs_dark(17, 5, seed=0), bright_vs_dark(8, 4, seed=1)
     runs = [
-        train_classifier(train, val, small_cfg(), CPU, RecordingReporter(), seed=7, augment=True)
+        train_classifier(train, val, small_cfg(), CPU, NullReporter(), seed=7, augment=True)
         for _ in range(2)
     ]
     assert runs[0].history == runs[1].history
@@ -245,19 +234,20 @@ def test_short_training_separates_bright_from_dark_images() -> None:
     # 64 px, not 32: at 32 px b0's last stages see 1x1 maps, where BatchNorm statistics are
     # too batch-dependent for a three-epoch run to rank reliably across seeds.
     train, val = bright_vs_dark(48, 12, 0, size=64), bright_vs_dark(24, 8, 1, size=64)
-    reporter = RecordingReporter()
+    reporter = NullReporter()
     cfg = small_cfg(image_size=64, epochs=3, batch_size=16)
     result = train_classifier(train, val, cfg, CPU, reporter, seed=0)
 
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
     best = result.history[result.best_epoch - 1]
     assert best["val_roc_auc"] == max(h["val_roc_auc"] for h in result.history)
-    steps = {
-        name: [s for n, _, s in reporter.metrics if n == name] for name, _, _ in reporter.metrics
+    steps = {name: [step for step, _ in points] for name, points in reporter.history.items()}
+    assert steps == {
+        **{k: [1, 2, 3] for k in ("train_loss", "val_loss", "val_roc_auc")},
+        "best_epoch": [None],
     }
-    assert steps == {k: [1, 2, 3] for k in ("train_loss", "val_loss", "val_roc_auc")}
 
-    p = predict_proba(result.model, val.images, CPU, batch_size=8)
+    p = predict_proba(result.model, val.images, CPU, batch_size=8, image_size=64)
     assert p.shape == (24,) and np.all((p >= 0) & (p <= 1))
     assert roc_auc(val.labels, p) > 0.9
     # The kept weights are the best epoch's: re-scoring gives the reported AUC.

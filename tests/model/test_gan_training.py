@@ -12,9 +12,10 @@ import torch
 
 from components.config import GanConfig
 from components.errors import ConfigError, DataError
-from components.generators import ImageSet, get_generator
+from components.generators import get_generator
 from components.generators.gan.loop import CHECKPOINT, LOSS_CURVE, build_parts, ema_update
 from components.generators.gan.zoo import ConvGan
+from components.imageset import ImageSet
 from components.runtime import make_runtime, torch_threads
 from components.tracking import NullReporter
 

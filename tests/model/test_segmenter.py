@@ -10,7 +10,7 @@ import torch
 
 from components.config import PolypStudyConfig
 from components.errors import ConfigError, DataError
-from components.generators.base import ImageSet
+from components.imageset import ImageSet
 from components.runtime import make_runtime, torch_threads
 from components.segmenter import (
     build_segmenter,
@@ -104,9 +104,9 @@ def test_short_training_lowers_dice_loss_and_keeps_best_val_epoch() -> None:
     assert losses[-1] < losses[0] - 0.2
     assert after["dice_loss"] < before["dice_loss"]
     # The returned weights are the best epoch's, not the last one's.
-    best = max(trained.history, key=lambda h: h["iou"])
+    best = max(trained.history, key=lambda h: h["val_iou"])
     assert trained.best_epoch == best["epoch"]
-    assert after["iou"] == pytest.approx(best["iou"], abs=1e-6)
+    assert after["iou"] == pytest.approx(best["val_iou"], abs=1e-6)
     assert reporter.last["best_epoch"] == trained.best_epoch
     assert probs.shape == (6, 32, 32) and 0 <= probs.min() and probs.max() <= 1
     assert segmentation_metrics(probs, val.masks)["iou"] == pytest.approx(after["iou"], abs=1e-6)

@@ -13,13 +13,13 @@ import torch
 
 from components.config import Config, SinganConfig
 from components.errors import ConfigError, DataError
-from components.generators.base import ImageSet
 from components.generators.singan_seg import networks
 from components.generators.singan_seg.batched import train_group
 from components.generators.singan_seg.checkpoint import SinganModel, training_settings
 from components.generators.singan_seg.model import CHECKPOINT, SinganSeg, generate, to_uint8
 from components.generators.singan_seg.pyramid import pyramid_for, real_pyramid, to_tensor
 from components.generators.singan_seg.train import Trained, train_scale
+from components.imageset import ImageSet
 from components.runtime import make_runtime, torch_threads
 from components.tracking import NullReporter
 
@@ -63,7 +63,7 @@ def blank_model(data: ImageSet, i: int, cfg: SinganConfig = TINY, seed: int = 0)
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> SinganSeg:
-    gen = SinganSeg.from_config(Config(singan=TINY, seed=3), RUNTIME)
+    gen = SinganSeg.build(TINY, 3, RUNTIME)
     with torch_threads(1):
         gen.fit(polyps(2), tmp_path_factory.mktemp("fit"), NullReporter())
     return gen
@@ -201,18 +201,18 @@ def test_fit_resumes_at_the_first_unfinished_scale(tmp_path: Path):
     cfg = Config(singan=TINY, seed=5)
     crash = CrashAfter("p1/scale1/rec_rmse")
     with pytest.raises(KeyboardInterrupt):
-        SinganSeg.from_config(cfg, RUNTIME).fit(data, tmp_path / "run", crash)
+        SinganSeg.build(cfg.singan, cfg.seed, RUNTIME).fit(data, tmp_path / "run", crash)
     assert (
         torch.load(tmp_path / "run" / "p1" / CHECKPOINT, weights_only=True)["rec_rmse"].__len__()
         == 2
     )
 
-    resumed, seen = SinganSeg.from_config(cfg, RUNTIME), CrashAfter("never")
+    resumed, seen = SinganSeg.build(cfg.singan, cfg.seed, RUNTIME), CrashAfter("never")
     resumed.fit(data, tmp_path / "run", seen)
     assert not any("/scale0/" in n or "/scale1/" in n for n in seen.names)
     assert any("/scale2/" in n for n in seen.names)
 
-    straight = SinganSeg.from_config(cfg, RUNTIME)
+    straight = SinganSeg.build(cfg.singan, cfg.seed, RUNTIME)
     straight.fit(data, tmp_path / "straight", NullReporter())
     for a, b in zip(resumed.models, straight.models, strict=True):
         assert a.noise_amps == b.noise_amps and torch.equal(a.z_rec, b.z_rec)
@@ -222,17 +222,17 @@ def test_fit_resumes_at_the_first_unfinished_scale(tmp_path: Path):
 
 def test_resume_refuses_a_checkpoint_trained_with_other_settings(tmp_path: Path):
     data = polyps(1)
-    SinganSeg.from_config(Config(singan=TINY.model_copy(update={"niter": 1})), RUNTIME).fit(
+    SinganSeg.build(TINY.model_copy(update={"niter": 1}), 42, RUNTIME).fit(
         data, tmp_path, NullReporter()
     )
     with pytest.raises(ConfigError, match="p0/singan.pt: trained with other settings"):
-        SinganSeg.from_config(Config(singan=TINY), RUNTIME).fit(data, tmp_path, NullReporter())
+        SinganSeg.build(TINY, 42, RUNTIME).fit(data, tmp_path, NullReporter())
 
 
 def test_fit_needs_masks(tmp_path: Path):
     data = polyps(1)
     with pytest.raises(DataError, match="no masks"):
-        SinganSeg.from_config(Config(singan=TINY), RUNTIME).fit(
+        SinganSeg.build(TINY, 42, RUNTIME).fit(
             ImageSet(data.images), tmp_path, NullReporter()
         )
 

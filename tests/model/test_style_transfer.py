@@ -11,7 +11,7 @@ from torch import nn
 
 from components.config import StyleTransferConfig
 from components.errors import ConfigError
-from components.generators.base import ImageSet
+from components.imageset import ImageSet
 from components.runtime import make_runtime, torch_threads
 from components.style_transfer import (
     GATYS,

@@ -30,9 +30,10 @@ from torch import Tensor, nn
 
 from components.config import GanConfig
 from components.errors import ConfigError, DataError
-from components.generators.base import ImageSet
 from components.generators.gan.diffaugment import DiffAugment
 from components.generators.gan.losses import GanParts, Logs, PhasedLoss
+from components.imageset import ImageSet
+from components.imageset import grid as grid_of
 from components.io import atomic_write_bytes
 from components.progress import bar
 from components.runtime import Runtime
@@ -117,7 +118,7 @@ def train(
                 advance(0, info=" ".join(f"{k}={v:.3f}" for k, v in values.items() if "loss" in k))
             if step % cfg.sample_every == 0 or last:
                 sampler = G if G_ema is None else G_ema
-                grid = image_grid(render(sampler, grid_z, grid_labels, runtime))
+                grid = grid_of(render(sampler, grid_z, grid_labels, runtime))
                 reports.append(functools.partial(reporter.image, "samples", grid, step))
             outbox.send(reports)
             if step % cfg.checkpoint_every == 0 or last:
@@ -223,17 +224,6 @@ def render(G: nn.Module, z: Tensor, labels: Tensor | None, runtime: Runtime) -> 
         G.train(was_training)
     x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return np.ascontiguousarray(x.permute(0, 2, 3, 1).cpu().numpy())
-
-
-def image_grid(images: np.ndarray, cols: int = 8) -> np.ndarray:
-    """N x H x W x 3 -> one (rows*H) x (cols*W) x 3 image."""
-    n, h, w, c = images.shape
-    rows = -(-n // cols)
-    canvas = np.zeros((rows * h, cols * w, c), dtype=np.uint8)
-    for i, image in enumerate(images):
-        r, q = divmod(i, cols)
-        canvas[r * h : (r + 1) * h, q * w : (q + 1) * w] = image
-    return canvas
 
 
 def _record(history: History, logs: Logs, step: int) -> dict[str, float]:

@@ -16,24 +16,24 @@ Every kind trains with Adam at ``gan.lr_g``/``lr_d``/``beta1``/``beta2``; the de
 (2e-4, 0.5, 0.999). The papers' own settings differ (WGAN-GP: 1e-4, betas 0 and 0.9; WGAN:
 RMSprop at 5e-5, here approximated by Adam): set them in the profile that trains those kinds.
 
-Sampling uses the EMA of G's weights when ``gan.ema_decay > 0``. :meth:`save` writes only those
-sampling weights plus the architecture; ``workdir/checkpoint.pt`` holds the full training state.
+Sampling uses the EMA of G's weights when ``gan.ema_decay > 0``. :meth:`state_dict` holds only
+those sampling weights plus the architecture; ``workdir/checkpoint.pt`` holds the full training
+state.
 """
 
 from __future__ import annotations
 
 import abc
 import copy
-import io
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from components.config import Config, GanConfig
+from components.config import GanConfig
 from components.errors import ConfigError, DataError
-from components.generators.base import Generator, ImageSet, register
+from components.generators.base import Generator, register
 from components.generators.gan.diffaugment import parse_policy
 from components.generators.gan.loop import ARCH_KEYS, render, train
 from components.generators.gan.losses import (
@@ -50,7 +50,7 @@ from components.generators.gan.networks import (
     DNorm,
     check_image_size,
 )
-from components.io import atomic_write_bytes
+from components.imageset import ImageSet
 from components.runtime import Runtime
 from components.tracking import Reporter
 
@@ -62,6 +62,9 @@ SAMPLE_BATCH = 256
 class ConvGan(Generator):
     """A DCGAN-architecture GAN; subclasses pick D's normalization, the loss and n_critic."""
 
+    config_section = "gan"
+    family = "lesion-gan"
+    modality = "dermoscopy"
     d_norm: ClassVar[DNorm] = "batch"
     default_n_critic: ClassVar[int] = 1
 
@@ -84,8 +87,8 @@ class ConvGan(Generator):
         )
 
     @classmethod
-    def from_config(cls, cfg: Config, runtime: Runtime) -> ConvGan:
-        return cls(cfg.gan, cfg.seed, runtime)
+    def build(cls, section: GanConfig, seed: int, runtime: Runtime) -> ConvGan:  # type: ignore[override]
+        return cls(section, seed, runtime)
 
     @property
     def sampler(self) -> ConvGenerator:
@@ -140,24 +143,17 @@ class ConvGan(Generator):
         images = np.concatenate(chunks) if chunks else np.zeros((0, size, size, 3), np.uint8)
         return ImageSet(images=images, labels=None if y is None else y.numpy())
 
-    def save(self, path: Path) -> None:
-        state = {
+    def state_dict(self) -> dict[str, Any]:
+        return {
             "kind": self.kind,
             "arch": {k: getattr(self.cfg, k) for k in ARCH_KEYS},
             "generator": self.sampler.state_dict(),
         }
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        atomic_write_bytes(path, buf.getvalue())
 
     @classmethod
-    def load(cls, path: Path, runtime: Runtime) -> ConvGan:
-        path = Path(path)
-        if not path.is_file():
-            raise DataError(f"{path}: generator weights not found")
-        state = torch.load(path, map_location=runtime.device, weights_only=True)
+    def from_state_dict(cls, state: dict[str, Any], runtime: Runtime) -> ConvGan:
         if state.get("kind") != cls.kind:
-            raise ConfigError(f"{path}: holds a '{state.get('kind')}' generator, not '{cls.kind}'")
+            raise ConfigError(f"holds a '{state.get('kind')}' generator, not '{cls.kind}'")
         # The saved weights are already the sampling (EMA) weights: no second copy needed.
         cfg = GanConfig(kind=cls.kind, ema_decay=0.0, **state["arch"])
         gan = cls(cfg, seed=0, runtime=runtime)
@@ -199,6 +195,7 @@ class ACGAN(ConvGan):
     """Odena et al. 2017: class-conditional G, D with an auxiliary benign/malignant head."""
 
     conditional = True
+    output = "image+label"
 
     def make_loss(self, parts: GanParts) -> PhasedLoss:
         return AcganLoss(parts, label_smoothing=self.cfg.label_smoothing)

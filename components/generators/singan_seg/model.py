@@ -12,30 +12,42 @@ import hashlib
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from components.config import Config, SinganConfig
+from components.config import SinganConfig
 from components.errors import ConfigError, DataError
-from components.generators.base import Generator, ImageSet, register
+from components.generators.base import Generator, register
 from components.generators.singan_seg import networks
 from components.generators.singan_seg.batched import groups, train_group
 from components.generators.singan_seg.checkpoint import (
     FORMAT,
     SinganModel,
     load_model,
-    read_checkpoint,
     save_model,
-    to_bytes,
     training_settings,
 )
 from components.generators.singan_seg.pyramid import pyramid_for
 from components.generators.singan_seg.train import CHANNELS, LogFn, run_scales
-from components.io import atomic_write_bytes
+from components.imageset import ImageSet
 from components.progress import bar
 from components.runtime import Runtime
 from components.tracking import Reporter
+
+SAMPLE_SEP = "-s"
+"""A sample's id is ``<image_id>-s<k>``: :func:`sample_id` writes it, :func:`source_id` reads it."""
+
+
+def sample_id(image_id: str, k: int) -> str:
+    """The id of the ``k``-th sample of the model trained on ``image_id``."""
+    return f"{image_id}{SAMPLE_SEP}{k:03d}"
+
+
+def source_id(sample: str) -> str:
+    """The real image a sample's model was trained on (inverse of :func:`sample_id`)."""
+    return sample.rsplit(SAMPLE_SEP, 1)[0]
 
 CHECKPOINT = "singan.pt"
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -113,13 +125,17 @@ def generate(
 class SinganSeg(Generator):
     """SinGAN-Seg: images and masks from one single-image GAN per real image."""
 
+    config_section = "singan"
+    modality = "endoscopy"
+    output = "image+mask"
+
     def __init__(self, cfg: SinganConfig, seed: int, runtime: Runtime) -> None:
         self.cfg, self.seed, self.runtime = cfg, seed, runtime
         self.models: list[SinganModel] = []
 
     @classmethod
-    def from_config(cls, cfg: Config, runtime: Runtime) -> SinganSeg:
-        return cls(cfg.singan, cfg.seed, runtime)
+    def build(cls, section: SinganConfig, seed: int, runtime: Runtime) -> SinganSeg:  # type: ignore[override]
+        return cls(section, seed, runtime)
 
     def _new_or_resumed(self, data: ImageSet, i: int, image_id: str, path: Path) -> SinganModel:
         h, w = data.images.shape[1:3]
@@ -238,35 +254,30 @@ class SinganSeg(Generator):
             rgb, mask = to_uint8(x)
             images.append(rgb)
             masks.append(mask)
-            ids += [f"{m.image_id}-s{j:03d}" for j in range(count)]
+            ids += [sample_id(m.image_id, j) for j in range(count)]
         return ImageSet(images=np.concatenate(images), masks=np.concatenate(masks), ids=ids)
 
     def style_images(self, samples: ImageSet) -> np.ndarray:
         """For each sample (by its id), the real image its model was trained on, N x H x W x 3."""
         by_id = {m.image_id: m.image for m in self.models}
         try:
-            return np.stack([by_id[sid.rsplit("-s", 1)[0]] for sid in samples.ids or []])
+            return np.stack([by_id[source_id(sid)] for sid in samples.ids or []])
         except KeyError as exc:
             raise DataError(f"singan-seg: sample id of unknown model {exc.args[0]!r}") from None
 
-    def save(self, path: Path) -> None:
-        atomic_write_bytes(
-            path,
-            to_bytes(
-                {
-                    "format": FORMAT,
-                    "config": self.cfg.model_dump(),
-                    "seed": self.seed,
-                    "models": [m.to_dict() for m in self.models],
-                }
-            ),
-        )
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "format": FORMAT,
+            "config": self.cfg.model_dump(),
+            "seed": self.seed,
+            "models": [m.to_dict() for m in self.models],
+        }
 
     @classmethod
-    def load(cls, path: Path, runtime: Runtime) -> SinganSeg:
-        obj = read_checkpoint(path)
-        if "models" not in obj:
-            raise DataError(f"{path}: a single-model checkpoint, not a saved singan-seg generator")
-        gen = cls(SinganConfig(**obj["config"]), int(obj["seed"]), runtime)
-        gen.models = [SinganModel.from_dict(d) for d in obj["models"]]
+    def from_state_dict(cls, state: dict[str, Any], runtime: Runtime) -> SinganSeg:
+        if "models" not in state:
+            raise DataError("a single-model checkpoint, not a saved singan-seg generator")
+        gen = cls(SinganConfig(**state["config"]), int(state["seed"]), runtime)
+        gen.models = [SinganModel.from_dict(d) for d in state["models"]]
         return gen
