@@ -87,7 +87,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="demo")
     args = parser.parse_args()
-    from flows.cli import QUIET_ENV
+    from components.offline import QUIET_ENV
 
     for key, value in {**QUIET_ENV, "SYNTHMED_PROGRESS": "0"}.items():
         os.environ.setdefault(key, value)

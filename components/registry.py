@@ -1,4 +1,7 @@
-"""Logging classifiers to MLflow and promoting them in the model registry.
+"""Logging models to MLflow runs, registering them, and promoting them in the model registry.
+
+Classifiers, segmenters and encoders are logged as MLflow PyTorch models, generators as pyfunc
+models (:mod:`components.generators.mlflow_model`), both by run id (no active run needed).
 
 Every evaluated classifier becomes a new version of one registered model and gets the alias
 ``challenger``. The alias ``champion`` moves to it only when it beats the current champion on the
@@ -13,17 +16,20 @@ without looking that run up.
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from components.errors import ConfigError
+from components.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import numpy as np
     from torch import nn
 
-    from components.config import PromoteConfig
+    from components.config import GanConfig, PromoteConfig
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -45,33 +51,110 @@ def _pip_requirements(extra: tuple[str, ...] = ()) -> list[str]:
     return reqs
 
 
-def log_classifier(
+def log_model(
+    run_id: str,
     model: nn.Module,
     input_example: np.ndarray | None = None,
     extra_packages: tuple[str, ...] = (),
+    name: str = "model",
 ) -> str:
-    """Log ``model`` to the active MLflow run as ``model``; return its model URI.
+    """Log a torch ``model`` (a classifier, segmenter or encoder) to run ``run_id`` as ``name``;
+    return its model URI (``runs:/<run_id>/<name>``).
 
     ``extra_packages`` are pinned too, e.g. segmentation-models-pytorch for the segmenter.
-
     Pickle serialization: the default ``pt2`` export loads back as a GraphModule that cannot be
     fine-tuned. ``input_example`` (N,3,H,W float32, normalised) adds a signature when given.
 
-    Raises:
-        RuntimeError: no MLflow run is active (a bug in the calling stage).
+    The model is saved locally and uploaded to the run by id: no MLflow active run is needed,
+    so this works from a child run in any thread or worker.
     """
-    import mlflow
+    import tempfile
 
-    if mlflow.active_run() is None:
-        raise RuntimeError("log_classifier needs an active MLflow run (use tracking.start_run)")
-    info = mlflow.pytorch.log_model(
-        model,
-        name="model",
-        serialization_format="pickle",
-        input_example=input_example,
-        pip_requirements=_pip_requirements(extra_packages),
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    with tempfile.TemporaryDirectory(prefix="synthmed-model-") as tmp:
+        local = Path(tmp) / name
+        mlflow.pytorch.save_model(
+            model,
+            str(local),
+            serialization_format="pickle",
+            input_example=input_example,
+            pip_requirements=_pip_requirements(extra_packages),
+        )
+        MlflowClient().log_artifacts(run_id, str(local), artifact_path=name)
+    return f"runs:/{run_id}/{name}"
+
+
+def register_generator(
+    run_id: str,
+    weights: str | os.PathLike[str],
+    kind: str,
+    image_size: int,
+    registered_name: str,
+    tags: Mapping[str, Any],
+) -> int:
+    """Log the generator saved at ``weights`` as a pyfunc model of run ``run_id`` and register
+    it as a new version of ``registered_name``.
+
+    The version is tagged with ``tags`` (config digest, data manifest sha256, git commit...)
+    plus ``generator.kind`` and ``generator.image_size``. Returns the new version number.
+    """
+    import tempfile
+
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from components.generators.base import get_generator
+    from components.generators.mlflow_model import save_pyfunc
+
+    get_generator(kind)  # an unknown kind fails here, with the known kinds, not at serving time
+    path = Path(weights)
+    if not path.is_file():
+        raise DataError(f"{path}: generator weights not found")
+    with tempfile.TemporaryDirectory(prefix="synthmed-generator-") as tmp:
+        local = Path(tmp) / "generator"
+        save_pyfunc(local, path, kind, image_size)
+        MlflowClient().log_artifacts(run_id, str(local), artifact_path="generator")
+    all_tags = {"generator.kind": kind, "generator.image_size": image_size, **tags}
+    registered = mlflow.register_model(
+        f"runs:/{run_id}/generator", registered_name, tags={k: str(v) for k, v in all_tags.items()}
     )
-    return str(info.model_uri)
+    return int(registered.version)
+
+
+def register_lesion_generator(
+    gan: GanConfig, run_id: str, weights: Path, data_hash: str, config_digest: str
+) -> tuple[str, int]:
+    """Register trained GAN weights as a new version of ``synthmed-<kind>-<size>`` (one
+    registered model per GAN kind and size), tagged with the commit, data and config."""
+    from components.tracking import git_commit
+
+    name = gan.registered_model.format(kind=gan.kind, image_size=gan.image_size)
+    version = register_generator(
+        run_id,
+        weights,
+        kind=gan.kind,
+        image_size=gan.image_size,
+        registered_name=name,
+        tags={
+            "git.commit": git_commit(),
+            "data.manifest_sha256": data_hash,
+            "config.digest": config_digest,
+        },
+    )
+    return name, version
+
+
+def best_arm(arms: Mapping[str, Mapping[str, float]], cfg: PromoteConfig) -> str:
+    """The arm whose ``cfg.metric`` is best (NaN ranks last; ties keep the first arm)."""
+    sign = 1.0 if cfg.greater_is_better else -1.0
+
+    def score(arm: str) -> float:
+        value = arms[arm].get(cfg.metric, math.nan)
+        return -math.inf if math.isnan(value) else sign * value
+
+    return max(arms, key=score)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,13 @@ import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from components.config import Config
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,11 @@ def make_runtime(
     if channels_last is None:
         channels_last = dev.type == "cuda"
     return Runtime(dev, torch.bfloat16 if precision == "bf16" else None, channels_last)
+
+
+def runtime_for(cfg: Config) -> Runtime:
+    """The runtime a resolved config asks for (``device``, ``precision``, ``channels_last``)."""
+    return make_runtime(cfg.device, cfg.precision, cfg.channels_last)
 
 
 def seed_everything(seed: int) -> None:

@@ -1,20 +1,26 @@
-"""MLflow tracking: where runs go, what every run records, and the metric sink.
+"""Tracking: a Reporter that collects what a run measures, and where it goes.
 
-Training code never calls MLflow. It reports to a :class:`Reporter` (the stylegan2-ada
-``training_stats.report`` idea): ``metric``, ``image`` and ``artifact``. :class:`MlflowReporter`
-sends those to the active MLflow run, :class:`NullReporter` drops them (tests, benchmarks).
+Components never call MLflow to log. They report to a :class:`Reporter` (the stylegan2-ada
+``training_stats`` idea): metrics, images, figures, artifacts, text, dicts, tags, params, input
+datasets, and child runs. Two sinks implement all of it:
 
-Every run started with :func:`start_run` records its inputs so a result can be traced back:
-the full resolved config (as params and as ``config.yaml``), the git commit, the profile, the
-stage, the Prefect flow run id when one drives it, and lineage tags the stage adds with
-:func:`tag_lineage` (data manifest hash, DVC hash, generator version, synthetic set version).
+- :class:`MlflowReporter` sends everything to one MLflow run *by id* through ``MlflowClient``.
+  Nothing uses MLflow's fluent active-run stack, which is per thread and per process, so a
+  reporter (or its run id) can be handed to a Prefect task in another thread or a Ray worker in
+  another process, and ``child()`` nests runs the same way everywhere.
+- :class:`NullReporter` keeps everything in memory and writes nothing (tests, benchmarks,
+  runs without tracking); tests read back what was reported.
+
+:func:`start_run` opens a top-level run that records what a result needs to be traced back: the
+resolved config (params and ``config.yaml``), the git commit, the profile and stage, and the
+Prefect flow run when one drives it. A run that ends with an exception is marked FAILED, an
+interrupted one (Ctrl-C, SIGTERM) KILLED: no run stays RUNNING because its process died politely.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import os
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -27,66 +33,219 @@ import yaml
 from components.config import Config, TrackingConfig, section_params
 
 FLOW_RUN_ENV = "SYNTHMED_FLOW_RUN_ID"
-"""Set by the Prefect flows for the processes they start (DVC stages); read into run tags."""
+"""Set by the Prefect flows for the processes they start; read into run tags."""
+STAGE_TAG = "synthmed.stage"
+PROFILE_TAG = "synthmed.profile"
 
 
 class Reporter(Protocol):
-    """Where training code sends what it measures."""
+    """Where components send what they measure and make. Every method is cheap to call."""
+
+    @property
+    def run_id(self) -> str | None:
+        """The MLflow run behind this reporter; None when nothing is tracked."""
 
     def metric(self, name: str, value: float, step: int | None = None) -> None: ...
 
-    def image(self, name: str, image: np.ndarray, step: int | None = None) -> None:
-        """``image``: HxWxC uint8."""
+    def metrics(self, values: Mapping[str, float], step: int | None = None) -> None: ...
 
-    def artifact(self, path: str | os.PathLike[str], subdir: str | None = None) -> None: ...
+    def image(self, name: str, image: np.ndarray, step: int | None = None) -> None:
+        """``image``: H x W x C uint8."""
+
+    def figure(self, fig: Any, artifact_file: str) -> None:
+        """A matplotlib Figure, saved as ``artifact_file``."""
+
+    def artifact(self, path: str | os.PathLike[str], subdir: str | None = None) -> None:
+        """A file or a folder (its contents) under ``subdir``."""
+
+    def text(self, text: str, artifact_file: str) -> None: ...
+
+    def dict(self, obj: Mapping[str, Any], artifact_file: str) -> None: ...
+
+    def tag(self, key: str, value: Any) -> None:
+        """A tag; ``None`` values are skipped (a missing fact is not the string "None")."""
+
+    def tags(self, values: Mapping[str, Any]) -> None: ...
+
+    def params(self, values: Mapping[str, Any]) -> None: ...
+
+    def child(
+        self, name: str, tags: Mapping[str, Any] | None = None
+    ) -> contextlib.AbstractContextManager[Reporter]:
+        """A nested run (one experiment arm, one fold...), ended when the block ends."""
 
 
 class NullReporter:
-    """A reporter that keeps the last value of each metric and writes nothing."""
+    """Collects every report in memory; writes nothing.
 
-    def __init__(self) -> None:
+    ``last`` holds the last value of each metric, ``history`` every (step, value), and children
+    are kept by name, so tests can assert what a component reported.
+    """
+
+    def __init__(self, name: str = "", tags: Mapping[str, Any] | None = None) -> None:
+        self.name = name
         self.last: dict[str, float] = {}
+        self.history: dict[str, list[tuple[int | None, float]]] = {}
+        self.tag_values: dict[str, str] = {str(k): str(v) for k, v in (tags or {}).items()}
+        self.param_values: dict[str, str] = {}
+        self.files: list[str] = []
+        self.children: dict[str, NullReporter] = {}
+
+    @property
+    def run_id(self) -> str | None:
+        return None
 
     def metric(self, name: str, value: float, step: int | None = None) -> None:
         self.last[name] = float(value)
+        self.history.setdefault(name, []).append((step, float(value)))
+
+    def metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
+        for name, value in values.items():
+            self.metric(name, value, step)
 
     def image(self, name: str, image: np.ndarray, step: int | None = None) -> None:
-        return None
+        self.files.append(_image_file(name, step))
+
+    def figure(self, fig: Any, artifact_file: str) -> None:
+        self.files.append(artifact_file)
 
     def artifact(self, path: str | os.PathLike[str], subdir: str | None = None) -> None:
-        return None
+        self.files.append(f"{subdir}/{Path(path).name}" if subdir else Path(path).name)
+
+    def text(self, text: str, artifact_file: str) -> None:
+        self.files.append(artifact_file)
+
+    def dict(self, obj: Mapping[str, Any], artifact_file: str) -> None:
+        self.files.append(artifact_file)
+
+    def tag(self, key: str, value: Any) -> None:
+        if value is not None:
+            self.tag_values[key] = str(value)
+
+    def tags(self, values: Mapping[str, Any]) -> None:
+        for key, value in values.items():
+            self.tag(key, value)
+
+    def params(self, values: Mapping[str, Any]) -> None:
+        self.param_values.update({k: str(v) for k, v in values.items()})
+
+    @contextlib.contextmanager
+    def child(self, name: str, tags: Mapping[str, Any] | None = None) -> Iterator[NullReporter]:
+        kid = NullReporter(name, tags)
+        self.children[name] = kid
+        yield kid
 
 
 class MlflowReporter:
-    """Sends reports to one MLflow run (by id, so it works from any thread)."""
+    """Sends reports to one MLflow run, by id (from any thread or process)."""
 
     def __init__(self, run_id: str) -> None:
         from mlflow.tracking import MlflowClient
 
-        self.run_id = run_id
+        self._run_id = run_id
         self.client = MlflowClient()
         self.last: dict[str, float] = {}
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
 
     def metric(self, name: str, value: float, step: int | None = None) -> None:
         self.last[name] = float(value)
         # Asynchronous: a synchronous call costs ~30 ms, longer than a GPU training step.
-        self.client.log_metric(self.run_id, name, float(value), step=step or 0, synchronous=False)
+        self.client.log_metric(self._run_id, name, float(value), step=step or 0, synchronous=False)
+
+    def metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
+        for name, value in values.items():
+            self.metric(name, value, step)
 
     def image(self, name: str, image: np.ndarray, step: int | None = None) -> None:
-        suffix = f"_step{step:07d}" if step is not None else ""
-        self.client.log_image(self.run_id, image, artifact_file=f"images/{name}{suffix}.png")
-
-    def artifact(self, path: str | os.PathLike[str], subdir: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path=subdir)
+        self.client.log_image(self._run_id, image, artifact_file=_image_file(name, step))
 
     def figure(self, fig: Any, artifact_file: str) -> None:
-        self.client.log_figure(self.run_id, fig, artifact_file)
+        self.client.log_figure(self._run_id, fig, artifact_file)
+
+    def artifact(self, path: str | os.PathLike[str], subdir: str | None = None) -> None:
+        if Path(path).is_dir():
+            self.client.log_artifacts(self._run_id, str(path), artifact_path=subdir)
+        else:
+            self.client.log_artifact(self._run_id, str(path), artifact_path=subdir)
 
     def text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        self.client.log_text(self._run_id, text, artifact_file)
 
     def dict(self, obj: Mapping[str, Any], artifact_file: str) -> None:
-        self.client.log_dict(self.run_id, dict(obj), artifact_file)
+        self.client.log_dict(self._run_id, dict(obj), artifact_file)
+
+    def tag(self, key: str, value: Any) -> None:
+        if value is not None:
+            self.client.set_tag(self._run_id, key, str(value))
+
+    def tags(self, values: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        batch = [RunTag(k, str(v)) for k, v in values.items() if v is not None]
+        if batch:
+            self.client.log_batch(self._run_id, tags=batch)
+
+    def params(self, values: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in values.items()]
+        for i in range(0, len(items), 100):  # the store's batch limit
+            self.client.log_batch(self._run_id, params=items[i : i + 100])
+
+    @contextlib.contextmanager
+    def child(
+        self, name: str, tags: Mapping[str, Any] | None = None
+    ) -> Iterator[MlflowReporter]:
+        parent = self.client.get_run(self._run_id)
+        inherited = {
+            k: v
+            for k, v in parent.data.tags.items()
+            if k in (STAGE_TAG, PROFILE_TAG, "git.commit", "prefect.flow_run_id")
+        }
+        all_tags = {**inherited, **{k: str(v) for k, v in (tags or {}).items() if v is not None}}
+        all_tags["mlflow.parentRunId"] = self._run_id
+        with _run(parent.info.experiment_id, name, all_tags) as run_id:
+            yield MlflowReporter(run_id)
+
+
+def _image_file(name: str, step: int | None) -> str:
+    suffix = f"_step{step:07d}" if step is not None else ""
+    return f"images/{name}{suffix}.png"
+
+
+@contextlib.contextmanager
+def _run(experiment_id: str, name: str, tags: Mapping[str, str]) -> Iterator[str]:
+    """Create a run, yield its id, and end it FINISHED, FAILED (error) or KILLED (interrupt)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    run = client.create_run(experiment_id, tags={"mlflow.runName": name, **tags}, run_name=name)
+    status = "FINISHED"
+    try:
+        yield run.info.run_id
+    except (KeyboardInterrupt, SystemExit):
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        with contextlib.suppress(Exception):
+            mlflow.flush_async_logging()
+        client.set_terminated(run.info.run_id, status)
+
+
+def reporter_for(run_id: str | None) -> Reporter:
+    """The reporter of an existing run (e.g. a study's parent run, in a task); Null when None."""
+    return NullReporter() if run_id is None else MlflowReporter(run_id)
+
+
+# --------------------------------------------------------------------------------------------
+# where runs go
 
 
 def tracking_uri(cfg: TrackingConfig, root: str | os.PathLike[str] = ".") -> str:
@@ -158,8 +317,8 @@ def flow_run_id() -> str | None:
 
 def base_tags(cfg: Config, stage: str) -> dict[str, str]:
     tags = {
-        "synthmed.stage": stage,
-        "synthmed.profile": cfg.profile,
+        STAGE_TAG: stage,
+        PROFILE_TAG: cfg.profile,
         "git.commit": git_commit(),
         "mlflow.source.git.commit": git_commit().removesuffix("+dirty"),
     }
@@ -173,48 +332,23 @@ def start_run(
     cfg: Config,
     stage: str,
     run_name: str | None = None,
-    nested: bool = False,
     tags: Mapping[str, str] | None = None,
     log_config: bool = True,
 ) -> Iterator[MlflowReporter]:
-    """Start an MLflow run for ``stage`` that records the config, commit and flow run.
+    """Start a top-level MLflow run for ``stage`` that records the config, commit and flow run.
 
-    Yields a reporter bound to the run. Nested runs (``nested=True``) are children of the
-    active run, e.g. one per experiment arm.
+    Yields a reporter bound to the run; nested runs come from its ``child()``.
     """
-    import mlflow
-
-    if not nested:
-        configure(cfg.tracking)
-    all_tags = {**base_tags(cfg, stage), **(tags or {})}
-    with mlflow.start_run(run_name=run_name or stage, nested=nested, tags=all_tags) as run:
+    exp_id = configure(cfg.tracking)
+    with _run(exp_id, run_name or stage, {**base_tags(cfg, stage), **(tags or {})}) as run_id:
+        rep = MlflowReporter(run_id)
         if log_config:
-            mlflow.log_params(section_params(cfg))
-            mlflow.log_text(
-                yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "config.yaml"
-            )
-        try:
-            yield MlflowReporter(run.info.run_id)
-        finally:
-            mlflow.flush_async_logging()
+            rep.params(section_params(cfg))
+            rep.text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), "config.yaml")
+        yield rep
 
 
-def tag_lineage(reporter: MlflowReporter, **lineage: str | None) -> None:
-    """Tag the run with lineage facts, e.g. ``tag_lineage(r, data_manifest_sha256=...)``.
-
-    Keyword ``data_manifest_sha256`` becomes tag ``data.manifest_sha256`` (first ``_`` -> ``.``).
-    """
-    for key, value in lineage.items():
-        if value is None:
-            continue
-        name = key.replace("_", ".", 1)
-        reporter.client.set_tag(reporter.run_id, name, str(value))
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """Encode an HxWxC (or HxW) uint8 array as PNG."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
+def lineage_tags(**lineage: str | None) -> dict[str, str]:
+    """Lineage facts as tags: ``data_manifest_sha256=...`` becomes ``data.manifest_sha256``
+    (the first ``_`` turns into ``.``); None values are left out."""
+    return {k.replace("_", ".", 1): str(v) for k, v in lineage.items() if v is not None}

@@ -9,7 +9,6 @@ run the Prefect pipeline flow, which asks DVC what is stale. A user mistake prin
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,28 +31,6 @@ Profile = Annotated[
 Params = Annotated[
     Path, typer.Option("--params", help="The configuration file.", dir_okay=False)
 ]
-
-QUIET_ENV = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "DO_NOT_TRACK": "1",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-    "HF_HUB_OFFLINE": "1",
-    "DVC_NO_ANALYTICS": "1",
-    "MLFLOW_LOGGING_LEVEL": "WARNING",  # no INFO chatter (database creation) around our output
-}
-
-
-def _quiet_environment() -> None:
-    """Telemetry off; Prefect and DVC state inside the project unless the user chose a place."""
-    for key, value in QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    os.environ.setdefault("PREFECT_HOME", str(Path.cwd() / ".prefect"))
-    os.environ.setdefault("DVC_SITE_CACHE_DIR", str(Path.cwd() / ".dvc-site-cache"))
-    # Caches (matplotlib's font cache and the like) stay inside the project too.
-    os.environ.setdefault("XDG_CACHE_HOME", str(Path.cwd() / ".cache"))
-    os.environ.setdefault("MPLCONFIGDIR", str(Path.cwd() / ".cache" / "matplotlib"))
-
 
 def _stage(name: str, profile: str | None, params: Path) -> dict[str, Any]:
     from components.config import load_config
@@ -185,11 +162,12 @@ def pull(
 
 @app.command(help="List the registered generators." + _example("synthmed gans"))
 def gans() -> None:
-    from components.generators import REGISTRY, get_generator
+    from components.generators.base import REGISTRY, kinds
 
-    get_generator("dcgan")
+    kinds("")  # imports every generator module
     for kind, cls in sorted(REGISTRY.items()):
-        typer.echo(f"{kind:12s} {'conditional' if cls.conditional else 'unconditional'}  "
+        typer.echo(f"{kind:18s} {cls.modality:11s} {cls.output:12s} "
+                   f"{'conditional' if cls.conditional else 'unconditional':14s}"
                    f"{(cls.__doc__ or '').strip().splitlines()[0]}")
 
 
@@ -199,16 +177,23 @@ experiment_app = typer.Typer(
 app.add_typer(experiment_app, name="experiment")
 
 
+Workers = Annotated[
+    int, typer.Option("--workers", help="Study steps run at the same time (one device: 1).")
+]
+
+
 @experiment_app.command(
     "lesions",
     help="The lesion GAN study: each GAN of the zoo, image metrics, and the EfficientNet "
     "classifier on real / augmented / +synthetic / balanced / synthetic-only arms, several seeds."
     + _example("synthmed experiment lesions --profile demo"),
 )
-def experiment_lesions(profile: Profile = None, params: Params = Path("params.yaml")) -> None:
-    from flows.lesion_study import lesion_study, print_table
+def experiment_lesions(
+    profile: Profile = None, params: Params = Path("params.yaml"), workers: Workers = 1
+) -> None:
+    from flows.studies import run_study
 
-    print_table(lesion_study(profile=profile, params=str(params)))
+    _print_lesion_study(run_study("lesions", profile, str(params), workers))
 
 
 @experiment_app.command(
@@ -217,16 +202,65 @@ def experiment_lesions(profile: Profile = None, params: Params = Path("params.ya
     "(k-fold, held-out test, small-data sweep)."
     + _example("synthmed experiment polyps --profile demo"),
 )
-def experiment_polyps(profile: Profile = None, params: Params = Path("params.yaml")) -> None:
-    from flows.polyp_study import polyp_study, print_table
+def experiment_polyps(
+    profile: Profile = None, params: Params = Path("params.yaml"), workers: Workers = 1
+) -> None:
+    from flows.studies import run_study
 
-    print_table(polyp_study(profile=profile, params=str(params)))
+    _print_polyp_study(run_study("polyps", profile, str(params), workers))
+
+
+def _table(title: str, header: list[str], cells: list[list[str]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 0 else "right", no_wrap=i > 0)
+    for row in cells:
+        table.add_row(*row)
+    return table
+
+
+def _print_lesion_study(result: dict[str, Any]) -> None:
+    """The arm table (mean ± std over seeds), the generator table and where the report is."""
+    from rich.console import Console
+
+    from components.experiments.lesions import TERMINAL_GAN_COLUMNS, arm_table, gan_table
+
+    gan_header, gan_cells = gan_table(result["sets"])
+    keep = [gan_header.index(c) for c in TERMINAL_GAN_COLUMNS]
+    console = Console(width=max(Console().width, 130))
+    console.print(_table(f"Lesion study ({result['profile']}): test metrics, mean ± std over seeds",
+                         *arm_table(result["rows"])))  # fmt: skip
+    console.print(_table("Generators (full table with PIQA metrics in the report)",
+                         [gan_header[i] for i in keep], [[r[i] for i in keep] for r in gan_cells]))  # fmt: skip
+    console.print("* trained on a set that failed memorization (not published)")
+    console.print(f"report: {result['report']}  ({result.get('seconds', 0):.0f} s)")
+
+
+def _print_polyp_study(result: dict[str, Any]) -> None:
+    """The results table (mean ± std over folds), the promotion and where the report is."""
+    from rich.console import Console
+
+    from components.experiments.reporting import mean_pm_std
+    from components.segmenter import METRICS
+
+    cells = [[r["arm"], f"{r['train_images']:.0f}", *(mean_pm_std(r, m) for m in METRICS)]
+             for r in result["rows"]]  # fmt: skip
+    console = Console(width=max(Console().width, 130))
+    console.print(_table(f"Polyp study ({result['profile']}): test metrics, mean ± std over folds",
+                         ["arm", "train", *METRICS], cells))  # fmt: skip
+    promo = result["promotion"]
+    console.print(f"best: {promo['arm']} -> {promo.get('registered_model')} v{promo.get('version')} "
+                  f"({promo['reason']})")  # fmt: skip
+    console.print(f"report: {result['report']}  ({result.get('seconds', 0):.0f} s)")
 
 
 def _print_summary(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from components.classifier import TEST_METRICS
     from components.config import load_config
     from components.tracking import tracking_uri
 
@@ -244,7 +278,7 @@ def _print_summary(result: dict[str, Any]) -> None:
     if promo:
         m = promo.get("metrics", {})
         shown = ", ".join(f"{k}={m[k]:.3f}" for k in
-                          ("roc_auc", "balanced_accuracy", "sensitivity", "specificity", "f1")
+                          TEST_METRICS
                           if k in m)
         console.print(
             f"[bold]Champion:[/bold] {promo['registered_model']} version "
@@ -261,23 +295,33 @@ def _print_summary(result: dict[str, Any]) -> None:
         )
 
 
+def _resume_hint() -> str:
+    import shlex
+
+    return "synthmed " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
 def main() -> None:
-    """Entry point: run the app; user mistakes become one line and exit status 2."""
-    _quiet_environment()
+    """Entry point: usage errors in click's words (exit 2), user mistakes in one line (exit 2),
+    Ctrl-C in one line with the command that resumes (exit 130); never a traceback for those."""
+    from typer.exceptions import Abort, TyperException
+
+    from components import offline
+
+    offline.apply()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except SynthmedError as exc:
         print(f"synthmed: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except Exception as exc:  # click's own usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    except TyperException as exc:  # click's usage errors (typer vendors its own click)
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, Abort):
+        code = 130
+    if code == 130:  # typer turns Ctrl-C into exit status 130
+        print(f"synthmed: interrupted; resume with: {_resume_hint()}", file=sys.stderr)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import QUIET_ENV
+from components.offline import QUIET_ENV
 
 _STATE = Path(tempfile.mkdtemp(prefix="synthmed-tests-"))
 for key, value in {

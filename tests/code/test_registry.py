@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
 from components.config import EvaluateConfig, PromoteConfig
 from components.errors import ConfigError
-from components.registry import champion, log_classifier, promote
+from components.registry import champion, log_model, promote
 
 LINEAGE = {
     "git.commit": "abc123",
@@ -24,8 +25,7 @@ LINEAGE = {
 @pytest.fixture()
 def model_uri(mlflow_sqlite: str) -> str:
     """A small logged model; every promotion registers it again as a new version."""
-    with mlflow.start_run():
-        return log_classifier(torch.nn.Linear(4, 2))
+    return log_model(_run_id(), torch.nn.Linear(4, 2))
 
 
 def aliases(name: str) -> dict[str, str]:
@@ -88,9 +88,21 @@ def test_unmeasured_metric_is_a_config_error_and_registers_nothing(model_uri: st
     assert champion("lesions") is None  # not even registered
 
 
-def test_log_classifier_needs_an_active_run() -> None:
-    with pytest.raises(RuntimeError, match="active MLflow run"):
-        log_classifier(torch.nn.Linear(2, 2))
+def _run_id() -> str:
+    exp = mlflow.get_experiment_by_name("tests")
+    return MlflowClient().create_run(exp.experiment_id).info.run_id
+
+
+def test_log_model_logs_to_the_named_run_without_an_active_run(mlflow_sqlite: str) -> None:
+    run_id = _run_id()
+    assert mlflow.active_run() is None
+    uri = log_model(run_id, torch.nn.Linear(2, 2), input_example=np.zeros((1, 2), np.float32))
+    assert uri == f"runs:/{run_id}/model"
+    names = {f.path for f in MlflowClient().list_artifacts(run_id, "model")}
+    assert "model/MLmodel" in names
+    from mlflow.models import get_model_info
+
+    assert get_model_info(uri).signature is not None  # from the input example
 
 
 @pytest.mark.slow
@@ -99,8 +111,7 @@ def test_champion_classifier_loads_back_and_can_be_fine_tuned(mlflow_sqlite: str
 
     torch.manual_seed(0)
     model = build_classifier(EvaluateConfig(image_size=32)).eval()
-    with mlflow.start_run():
-        uri = log_classifier(model)
+    uri = log_model(_run_id(), model)
     promote(uri, {"roc_auc": 0.9}, PromoteConfig(registered_model="lesions"), LINEAGE)
 
     loaded = mlflow.pytorch.load_model("models:/lesions@champion")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.servers import BIN, PG, free_port, make_tiny_project, spawn, stop, wait_http
+from tests.integration.servers import BIN, PG, free_port, spawn, stop, wait_http
+from tests.project import make_tiny_project
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ def dvc(project: Path, *args: str, env: dict[str, str] | None = None) -> str:
 def test_dvc_repro_runs_every_stage_then_nothing(tiny_project: Path) -> None:
     out = dvc(tiny_project, "repro")
     for stage in STAGES:
-        assert f"Running stage '{stage}'" in out
+        assert f"Running stage '{stage}@demo'" in out
     build = tiny_project / "build" / "demo"
     dataset = pd.read_csv(build / "validate" / "lesions" / "dataset.csv")
     assert set(dataset["split"]) == {"train", "val", "test"}

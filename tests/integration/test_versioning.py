@@ -15,7 +15,7 @@ import yaml
 
 from components.config import VersioningConfig
 from components.errors import DataError, SynthmedError
-from components.generators.base import ImageSet
+from components.imageset import ImageSet
 from components.synthetic import content_digest, read_set, set_name, write_set
 from components.versioning import (
     configure_remote,

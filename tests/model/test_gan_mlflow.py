@@ -15,7 +15,8 @@ from PIL import Image
 from components.config import GanConfig
 from components.errors import ConfigError
 from components.generators import get_generator
-from components.generators.mlflow_model import pip_requirements, register_generator
+from components.generators.mlflow_model import pip_requirements
+from components.registry import register_generator
 from components.runtime import make_runtime, torch_threads
 
 CPU = make_runtime("cpu")
@@ -42,10 +43,10 @@ def test_registered_generator_loads_as_pyfunc_and_samples(
     gan = get_generator("acgan")(cfg, seed=0, runtime=CPU)
     weights = tmp_path / "generator.pt"
     gan.save(weights)
-    run_id = mlflow.start_run().info.run_id  # the training stage's run, left active
+    exp = mlflow.get_experiment_by_name("tests")
+    run_id = MlflowClient().create_run(exp.experiment_id).info.run_id  # by id: no active run
     tags = {"config.digest": "abc123", "data.manifest_sha256": "f" * 64, "git.commit": "deadbeef"}
     version = register_generator(run_id, weights, "acgan", 32, "synthmed-acgan-32", tags)
-    mlflow.end_run()
     assert version == 1
     mv = MlflowClient().get_model_version("synthmed-acgan-32", "1")
     assert mv.run_id == run_id
