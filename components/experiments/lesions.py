@@ -1,48 +1,46 @@
-"""The lesion GAN study (issue 3): does synthetic data from the GAN zoo help a lesion classifier?
+"""The lesion GAN study: does synthetic data from the GAN zoo help a lesion classifier?
 
-Every GAN kind in ``cfg.lesion_study.gan_kinds`` is trained on the real training split, sampled,
-and judged twice: by image metrics (the five PIQA metrics on random pairs, FID/KID on Inception
-and on the real-data classifier's features, memorization) and by what its images do for an
-EfficientNet trained on them. The arms, each trained once per seed and tested on the same
-held-out real test split:
-
-- ``real``: the real training split (its first seed's model also gives the DOMAIN features);
-- ``augmented``: the same with flips, rotation and colour jitter;
-- ``real+<kind>``: real plus ``evaluate.synthetic_per_real`` synthetic images per real one;
-- ``balanced-<kind>``: real plus malignant images of a conditional GAN until the classes are equal;
-- ``synthetic-<kind>``: the synthetic set alone.
-
-Class imbalance is the classifier's weighted sampler's business in every arm.
+Every GAN kind in ``lesion_study.gan_kinds`` is trained on the real training split, sampled, and
+judged twice: by image metrics (the five PIQA metrics on random pairs, FID/KID on Inception and
+on the real-data classifier's features, memorization) and by what its images do for an
+EfficientNet trained on them (the arms of :mod:`components.arms`, each once per seed, all tested
+on the same held-out real test split).
 
 A set whose memorized share exceeds ``metrics.max_memorized_share`` is not published (no DVC,
 no push): it is kept under ``build/<profile>/study/lesions/unpublished/`` and its arms still run,
-flagged in the report. A passing set is written under ``versioning.sets_dir`` and published.
+flagged in the report.
 
-Each step below is one function that opens its own MLflow child run under the study's parent
-run (by id, so it works from any thread) and reads its inputs from disk: the Prefect flow
-(``flows/lesion_study.py``) runs the steps as tasks, :func:`run_study` runs them in a plain loop.
+The study is a :class:`~components.plan.Plan` (:func:`build_plan`); every dependency is named:
+
+- ``gan-<kind>``: train (or resume) one GAN;
+- ``features-real``: Inception features of the real train and test images, once;
+- ``arm-real-seed<first>``: the real arm's first seed, which also saves its classifier: the
+  DOMAIN feature space the judges use;
+- ``set-<kind>``: sample, judge, publish or hold (needs its GAN, the features, the domain arm);
+- ``arm-<name>-seed<s>``: every other arm and seed (synthetic arms need their kind's set);
+- ``report``: aggregate, write the report, log to the parent run.
+
+:func:`run_study` runs it in one process; ``flows/studies.py`` maps it onto Prefect tasks.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from components import stages, tracking
-from components.config import Config, EvaluateConfig, GanConfig
-from components.errors import ConfigError, DataError
-from components.generators.base import ImageSet
-from components.io import atomic_write_bytes, atomic_write_json
-from components.metrics.fid import draw_index, feature_distances
-from components.runtime import Runtime, make_runtime
+from components import plan as plans
+from components.arms import Arm, run_arm
+from components.classifier import TEST_METRICS
+from components.config import Config, EvaluateConfig, GanConfig, config_digest
+from components.data.store import load_split, validated_sha256
+from components.errors import ConfigError
+from components.experiments.reporting import STD_NOTE, Report, aggregate, fig_png, fmt, mean_pm_std
+from components.experiments.study import StudyContext, log_rows
+from components.imageset import RESIZE_KERNEL, ImageSet, png_bytes, preview
+from components.io import atomic_write_bytes
 
 if TYPE_CHECKING:
     from torch import nn
@@ -50,106 +48,28 @@ if TYPE_CHECKING:
     from components.metrics.fid import FeatureFn
 
 STAGE = "lesion-study"
+ARM_METRICS = TEST_METRICS
+"""Test metrics of each arm in the report, in column order: the classifier's headline metrics."""
+GAN_COLUMNS = (
+    ("fid_inception", "FID (Inception)"),
+    ("kid_inception", "KID (Inception)"),
+    ("fid_domain", "FID (domain)"),
+    ("kid_domain", "KID (domain)"),
+    ("memorization_share", "memorized share"),
+    ("quality_psnr_mean", "PSNR"),
+    ("quality_ssim_mean", "SSIM"),
+    ("quality_ms_gmsd_mean", "MS-GMSD"),
+    ("quality_mdsi_mean", "MDSI"),
+    ("quality_haarpsi_mean", "HaarPSI"),
+)
+TERMINAL_GAN_COLUMNS = (
+    "GAN", "published", "FID (Inception)", "KID (Inception)", "FID (domain)", "memorized share",
+)  # fmt: skip
+"""What the CLI prints of the generator table (the terminal is narrow; the report has all)."""
 
 
 # --------------------------------------------------------------------------------------------
-# data and paths
-
-
-@dataclass(frozen=True)
-class StudyData:
-    """The validated real splits: ``train``/``test`` at the GAN size (metrics), ``clf_*`` at the
-    classifier's size."""
-
-    train: ImageSet
-    test: ImageSet
-    clf_train: ImageSet
-    clf_val: ImageSet
-    clf_test: ImageSet
-
-
-def study_dir(cfg: Config) -> Path:
-    return cfg.out_dir / "study" / "lesions"
-
-
-def runtime_of(cfg: Config) -> Runtime:
-    return make_runtime(cfg.device, cfg.precision, cfg.channels_last)
-
-
-def prepare(cfg: Config) -> str:
-    """Check the study's settings, run ingest and validate when their outputs are missing.
-
-    Call it before the parent run starts: the stages open MLflow runs of their own.
-
-    Returns:
-        The sha256 of the validated lesion table (the data lineage tag).
-    """
-    from components.data.manifest import manifest_sha256
-    from components.generators.base import get_generator
-
-    cfg = study_config(cfg)
-    study = cfg.lesion_study
-    for field, size in (
-        ("lesion_study.image_size", study.image_size),
-        ("evaluate.image_size", cfg.evaluate.image_size),
-    ):
-        if size not in cfg.data.lesions.sizes:
-            raise ConfigError(
-                f"{field}: {size} px is not ingested (data.lesions.sizes: {cfg.data.lesions.sizes})"
-            )
-    for kind in study.gan_kinds:
-        try:
-            get_generator(kind)
-        except ConfigError as exc:
-            raise ConfigError(str(exc).replace("gan.kind", "lesion_study.gan_kinds", 1)) from None
-    if "balanced" in study.arms and not get_generator(study.balanced_kind).conditional:
-        raise ConfigError(
-            f"lesion_study.balanced_kind: '{study.balanced_kind}' is not class-conditional"
-        )
-    table = stages.validated_dir(cfg, "lesions") / "dataset.csv"
-    if not table.is_file():
-        if not (stages.ingest_dir(cfg, "lesions") / "manifest.csv").is_file():
-            stages.ingest(cfg)
-        stages.validate(cfg)
-    if "balanced" in study.arms:
-        _check_balanced_supply(cfg)
-    return manifest_sha256(table)
-
-
-def _check_balanced_supply(cfg: Config) -> None:
-    """Fail before any training when the balanced arm's set cannot hold enough malignant images."""
-    labels = stages.load_split(cfg, "lesions", "train", cfg.lesion_study.image_size).labels
-    assert labels is not None
-    need = int((labels == 0).sum() - (labels == 1).sum())
-    have = int(sample_labels(cfg.generate.n_images, cfg.lesion_study.malignant_share).sum())
-    if need > have:
-        raise ConfigError(
-            f"generate.n_images: {cfg.generate.n_images} images at lesion_study.malignant_share "
-            f"{cfg.lesion_study.malignant_share:g} give {have} malignant; the balanced arm needs {need}"
-        )
-
-
-def load_data(cfg: Config) -> StudyData:
-    """The real splits at the GAN size and at the classifier size."""
-    gan_size, clf_size = cfg.lesion_study.image_size, cfg.evaluate.image_size
-    return StudyData(
-        train=stages.load_split(cfg, "lesions", "train", gan_size),
-        test=stages.load_split(cfg, "lesions", "test", gan_size),
-        clf_train=stages.load_split(cfg, "lesions", "train", clf_size),
-        clf_val=stages.load_split(cfg, "lesions", "val", clf_size),
-        clf_test=stages.load_split(cfg, "lesions", "test", clf_size),
-    )
-
-
-def gan_config(cfg: Config, kind: str) -> Config:
-    """``cfg`` with the study's GAN: ``gan`` + ``lesion_study.gan_overrides``, this kind and size."""
-    fields = {
-        **cfg.gan.model_dump(),
-        **cfg.lesion_study.gan_overrides,
-        "kind": kind,
-        "image_size": cfg.lesion_study.image_size,
-    }
-    return cfg.model_copy(update={"gan": GanConfig.model_validate(fields)})
+# config
 
 
 def study_config(cfg: Config) -> Config:
@@ -166,156 +86,193 @@ def study_config(cfg: Config) -> Config:
     return cfg.model_copy(update={"evaluate": evaluate, "metrics": metrics})
 
 
-@contextlib.contextmanager
-def child_run(
-    cfg: Config, parent_run_id: str | None, name: str, tags: dict[str, str] | None = None
-) -> Iterator[tracking.Reporter]:
-    """A nested MLflow run under ``parent_run_id``; a NullReporter when there is no parent.
+def gan_kinds(cfg: Config) -> list[str]:
+    """The study's GAN kinds: ``lesion_study.gan_kinds``, or every registered lesion GAN."""
+    from components.generators.base import kinds
 
-    The parent is named by tag, not taken from MLflow's active-run stack, which is per thread:
-    a Prefect task may run in another thread than the flow that opened the parent.
-    """
-    if parent_run_id is None:
-        yield tracking.NullReporter()
-        return
-    all_tags = {"mlflow.parentRunId": parent_run_id, **(tags or {})}
-    with tracking.start_run(
-        cfg, STAGE, run_name=name, nested=True, tags=all_tags, log_config=False
-    ) as rep:
-        yield rep
+    return list(cfg.lesion_study.gan_kinds or kinds("lesion-gan"))
+
+
+def gan_section(cfg: Config, kind: str) -> GanConfig:
+    """The study's GAN: ``gan`` + ``lesion_study.gan_overrides``, this kind and size."""
+    fields = {
+        **cfg.gan.model_dump(),
+        **cfg.lesion_study.gan_overrides,
+        "kind": kind,
+        "image_size": cfg.lesion_study.image_size,
+    }
+    return GanConfig.model_validate(fields)
+
+
+def check_settings(cfg: Config) -> None:
+    """Fail before any work when the settings cannot work: sizes not ingested, unknown kinds,
+    an unconditional kind for the balanced arm."""
+    from components.generators.base import get_generator
+
+    study = cfg.lesion_study
+    for field, size in (
+        ("lesion_study.image_size", study.image_size),
+        ("evaluate.image_size", cfg.evaluate.image_size),
+    ):
+        if size not in cfg.data.lesions.sizes:
+            raise ConfigError(
+                f"{field}: {size} px is not ingested (data.lesions.sizes: {cfg.data.lesions.sizes})"
+            )
+    for kind in gan_kinds(cfg):
+        get_generator(kind, "lesion_study.gan_kinds")
+    for field, chosen in (
+        ("lesion_study.balanced_kind", [study.balanced_kind] if "balanced" in study.arms else []),
+        ("lesion_study.synthetic_only_kinds", study.synthetic_only_kinds or []),
+    ):
+        missing = sorted(set(chosen) - set(gan_kinds(cfg)))
+        if missing:
+            raise ConfigError(f"{field}: {missing} not in lesion_study.gan_kinds")
+    if "balanced" in study.arms and not get_generator(study.balanced_kind).conditional:
+        raise ConfigError(
+            f"lesion_study.balanced_kind: '{study.balanced_kind}' is not class-conditional"
+        )
+
+
+def check_supply(cfg: Config) -> None:
+    """Fail before any training when the balanced arm's set cannot hold enough malignant
+    images (needs the validated data)."""
+    from components.generators.base import class_labels
+
+    study = cfg.lesion_study
+    if "balanced" in study.arms:
+        labels = load_split(cfg, "lesions", "train", study.image_size).labels
+        assert labels is not None
+        need = int((labels == 0).sum() - (labels == 1).sum())
+        have = int(class_labels(cfg.generate.n_images, study.malignant_share).sum())
+        if need > have:
+            raise ConfigError(
+                f"generate.n_images: {cfg.generate.n_images} images at lesion_study.malignant_share "
+                f"{study.malignant_share:g} give {have} malignant; the balanced arm needs {need}"
+            )
+
+
+def study_dir(cfg: Config) -> Path:
+    return cfg.out_dir / "study" / "lesions"
 
 
 # --------------------------------------------------------------------------------------------
-# GANs: train, sample, judge, publish
+# steps: GANs and their sets
 
 
-def train_gan(cfg: Config, kind: str, parent_run_id: str | None = None) -> dict[str, Any]:
-    """Train (or resume) one GAN kind on the real training split; save its sampling weights.
+def train_gan(ctx: StudyContext, kind: str) -> dict[str, Any]:
+    """Train (or resume) one GAN kind on the real training split; save and register it.
 
     Checkpoints live in ``study/lesions/gans/<kind>/work-<config digest>``: a retried or
     repeated study resumes them, a changed GAN config starts afresh.
     """
-    from components.data.manifest import manifest_sha256
     from components.generators.factory import build_generator
+    from components.registry import register_lesion_generator
 
-    kcfg = gan_config(cfg, kind)
-    runtime = runtime_of(cfg)
-    train = stages.load_split(cfg, "lesions", "train", kcfg.gan.image_size)
+    cfg, section = ctx.cfg, gan_section(ctx.cfg, kind)
+    train = load_split(cfg, "lesions", "train", section.image_size)
     out = study_dir(cfg) / "gans" / kind
-    workdir = out / f"work-{stages.config_digest(kcfg, 'gan', 'data')}"
-    data_hash = manifest_sha256(stages.validated_dir(cfg, "lesions") / "dataset.csv")
-    with child_run(cfg, parent_run_id, f"gan-{kind}", {"synthmed.gan": kind}) as rep:
-        gen = build_generator(kcfg, runtime)
-        figures = gen.fit(train, workdir, rep)
+    digest = config_digest(cfg.model_copy(update={"gan": section}), "gan", "data")
+    data_hash = validated_sha256(cfg, "lesions")
+    with ctx.child(f"gan-{kind}", {"synthmed.gan": kind, "data.manifest_sha256": data_hash}) as rep:
+        gen = build_generator(kind, section, cfg.seed, ctx.runtime, "lesion_study.gan_kinds")
+        figures = gen.fit(train, out / f"work-{digest}", rep)
         weights = out / "generator.pt"
         gen.save(weights)
         registered: dict[str, Any] = {}
-        if isinstance(rep, tracking.MlflowReporter):  # one registered model per kind and size
-            tracking.tag_lineage(rep, data_manifest_sha256=data_hash)
-            name, version = stages.register_lesion_generator(kcfg, rep.run_id, weights, data_hash)
+        if rep.run_id is not None:  # one registered model per kind and size
+            name, version = register_lesion_generator(section, rep.run_id, weights, data_hash, digest)
             registered = {"registered_model": name, "model_version": version}
     # Per-class wrappers report each model's time ("benign/train_seconds"...): add them up.
     seconds = sum(v for k, v in figures.items() if k.endswith("train_seconds"))
     return {
         "kind": kind,
         "weights": str(weights),
+        "config_digest": digest,
         "train_seconds": seconds,
         **registered,
     }
 
 
-def sample_labels(n: int, malignant_share: float) -> np.ndarray:
-    """``n`` labels, the first ``round(n * share)`` malignant (1), the rest benign (0)."""
-    n_mal = round(n * malignant_share)
-    return np.array([1] * n_mal + [0] * (n - n_mal), dtype=np.int64)
-
-
-def load_extractor(cfg: Config, extractor: nn.Module | None) -> nn.Module:
-    """The FID Inception (``metrics.inception_path``) unless a test passes its own extractor."""
+def load_extractor(ctx: StudyContext) -> nn.Module:
+    """The FID Inception (``metrics.inception_path``) unless the context brings its own."""
     from components.metrics.fid import load_inception
 
-    return extractor or load_inception(cfg.metrics.inception_path, runtime_of(cfg).device)
+    return ctx.extractor or load_inception(ctx.cfg.metrics.inception_path, ctx.runtime.device)
 
 
-def real_features(cfg: Config, extractor: nn.Module | None = None) -> Path:
+def real_features(ctx: StudyContext) -> str:
     """Inception features of every real training and test image, computed once per study.
 
     The memorization yardstick needs all training images (a copy of any one must be found), and
-    FID's real sample is a subset of them: one pass serves every GAN.
+    FID's real sample is a subset of them: one pass serves every GAN. Returns the npz path.
     """
     from components.metrics.fid import inception_features
 
-    net = load_extractor(cfg, extractor)
-    device = runtime_of(cfg).device
-    size, bs = cfg.lesion_study.image_size, cfg.metrics.batch_size
-    train = stages.load_split(cfg, "lesions", "train", size).images
-    test = stages.load_split(cfg, "lesions", "test", size).images
+    cfg, net = ctx.cfg, load_extractor(ctx)
+    size, bs, device = cfg.lesion_study.image_size, cfg.metrics.batch_size, ctx.runtime.device
     buf = io.BytesIO()
     np.savez(
         buf,
-        train=inception_features(train, net, bs, device),
-        test=inception_features(test, net, bs, device),
+        **{
+            split: inception_features(load_split(cfg, "lesions", split, size).images, net, bs, device)
+            for split in ("train", "test")
+        },
     )
-    return atomic_write_bytes(study_dir(cfg) / "features" / "inception_real.npz", buf.getvalue())
+    path = study_dir(cfg) / "features" / "inception_real.npz"
+    return str(atomic_write_bytes(path, buf.getvalue()))
 
 
-def domain_classifier_path(cfg: Config) -> Path:
-    return study_dir(cfg) / "domain_classifier.pt"
+def domain_feature_fn(ctx: StudyContext, weights: str) -> FeatureFn:
+    """Pooled EfficientNet features of the classifier saved at ``weights`` (the DOMAIN space)."""
+    import torch
 
+    from components import classifier
 
-def domain_feature_fn(cfg: Config, runtime: Runtime) -> FeatureFn:
-    """Pooled EfficientNet features of the real arm's first-seed classifier (the DOMAIN space)."""
-    from components.classifier import build_classifier, normalize, to_tensor
-
-    path = domain_classifier_path(cfg)
-    if not path.is_file():
-        raise DataError(f"{path}: missing; the study's real arm must run before the GAN metrics")
-    model = build_classifier(cfg.evaluate.model_copy(update={"weights_path": None}))
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    model = model.to(runtime.device).eval()
-
-    @torch.inference_mode()
-    def features(images: np.ndarray) -> np.ndarray:
-        x = normalize(to_tensor(images, cfg.evaluate.image_size), runtime)
-        fmap = model.extract_features(x)  # type: ignore[operator]
-        return torch.nn.functional.adaptive_avg_pool2d(fmap, 1).flatten(1).float().cpu().numpy()
-
-    return features
+    cfg, runtime = ctx.cfg, ctx.runtime
+    model = classifier.build_classifier(cfg.evaluate.model_copy(update={"weights_path": None}))
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    model = model.to(runtime.device)
+    return lambda images: classifier.features(
+        model, images, runtime, cfg.metrics.batch_size, cfg.evaluate.image_size
+    )
 
 
 def judge_set(
     samples: ImageSet,
-    data: StudyData,
+    train: ImageSet,
     cfg: Config,
     extractor: nn.Module,
     train_feats: np.ndarray,
     test_feats: np.ndarray,
     domain_fn: FeatureFn | None,
+    device: Any,
 ) -> tuple[dict[str, float], bool]:
     """Every metric of one synthetic set; returns ``(metrics, passed memorization)``."""
-    from components.metrics.fid import inception_features
+    from components.metrics.fid import (
+        draw_index,
+        feature_distances,
+        inception_features,
+        protocol_counts,
+    )
     from components.metrics.memorization import memorization
     from components.metrics.piqa_metrics import pairwise_quality
 
-    mc, device = cfg.metrics, runtime_of(cfg).device
+    mc = cfg.metrics
     quality = pairwise_quality(
-        samples.images, data.train.images, mc.quality_pairs, cfg.seed, mc.batch_size, device
+        samples.images, train.images, mc.quality_pairs, cfg.seed, mc.batch_size, device
     )
     rng = np.random.default_rng(cfg.seed)
-    real_idx = draw_index(len(data.train), mc.fid_samples, rng)
+    real_idx = draw_index(len(train), mc.fid_samples, rng)
     syn_idx = draw_index(len(samples), mc.fid_samples, rng)
     syn = samples.images[syn_idx]
     syn_feats = inception_features(syn, extractor, mc.batch_size, device)
     out = {
         **quality.as_metrics(),
-        "fid_n_real": float(len(real_idx)),
-        "fid_n_synthetic": float(len(syn_idx)),
-        "kid_subset_size": float(min(mc.kid_subset_size, len(real_idx), len(syn_idx))),
-        "kid_subsets": float(mc.kid_subsets),
+        **protocol_counts(len(real_idx), len(syn_idx), mc),
         **feature_distances(train_feats[real_idx], syn_feats, mc, cfg.seed, "inception"),
     }
     if domain_fn is not None:
-        dom_real = domain_fn(data.train.images[real_idx]).astype(np.float64)
+        dom_real = domain_fn(train.images[real_idx]).astype(np.float64)
         dom_syn = domain_fn(syn).astype(np.float64)
         out.update(feature_distances(dom_real, dom_syn, mc, cfg.seed, "domain"))
     # Memorization on the same synthetic sample: its share estimates the whole set's.
@@ -324,322 +281,312 @@ def judge_set(
     return out, report.passed
 
 
-def publish_or_hold(
-    samples: ImageSet, passed: bool, cfg: Config, root: Path, meta: dict[str, Any]
-) -> dict[str, Any]:
-    """Write the set; version it with DVC only when it ``passed`` memorization.
-
-    A failing set goes to ``study/lesions/unpublished/<name>`` (never added to DVC, never
-    pushed), so its arms can still run and be reported, flagged.
-
-    Returns:
-        ``meta`` plus ``name``, ``set_dir``, ``published`` and, when published, DVC's ``md5``.
-    """
-    from components.synthetic import content_digest, set_name, write_set
-    from components.versioning import publish_set
-
-    size = int(samples.images.shape[1])
-    name = set_name(meta["generator_kind"], size, cfg.profile, content_digest(samples))
-    meta = {**meta, "name": name}
-    if not passed:
-        set_dir = write_set(samples, study_dir(cfg) / "unpublished" / name, meta)
-        return {**meta, "set_dir": str(set_dir), "published": False, "md5": None}
-    set_dir = write_set(samples, Path(root) / cfg.versioning.sets_dir / name, meta)
-    version = publish_set(Path(root), set_dir, cfg.versioning, record=meta)
-    return {**meta, "set_dir": str(set_dir), "published": True, "md5": version.md5}
-
-
-def evaluate_gan(
-    cfg: Config,
-    gan: dict[str, Any],
-    parent_run_id: str | None = None,
-    root: Path = Path("."),
-    extractor: nn.Module | None = None,
-    data_sha256: str | None = None,
+def judge_gan(
+    ctx: StudyContext, gan: dict[str, Any], features: str, domain: dict[str, Any]
 ) -> dict[str, Any]:
     """Sample one trained GAN's set, judge it, publish or hold it; returns the set's record.
 
-    Needs :func:`real_features` and the real arm's first-seed classifier on disk.
+    Args:
+        gan: the ``gan-<kind>`` step's record.
+        features: the ``features-real`` step's npz.
+        domain: the first real arm's record (its ``domain_weights``).
     """
+    from components.experiments.study import publish_or_hold
+    from components.generators.base import class_labels
     from components.generators.factory import load_generator
-    from components.generators.gan.loop import image_grid
 
-    cfg = study_config(cfg)
-    kind, runtime = gan["kind"], runtime_of(cfg)
-    data = load_data(cfg)
-    gen = load_generator(kind, Path(gan["weights"]), runtime)
+    cfg, kind = ctx.cfg, gan["kind"]
+    gen = load_generator(Path(gan["weights"]), ctx.runtime)
     n = cfg.generate.n_images
-    samples = gen.sample(
-        n, seed=cfg.seed, labels=sample_labels(n, cfg.lesion_study.malignant_share)
-    )
-    with np.load(study_dir(cfg) / "features" / "inception_real.npz") as npz:
+    samples = gen.sample(n, seed=cfg.seed, labels=class_labels(n, cfg.lesion_study.malignant_share))
+    train = load_split(cfg, "lesions", "train", cfg.lesion_study.image_size)
+    with np.load(features) as npz:
         train_feats, test_feats = npz["train"], npz["test"]
-    with child_run(cfg, parent_run_id, f"set-{kind}", {"synthmed.gan": kind}) as rep:
+    data_hash = validated_sha256(cfg, "lesions")
+    with ctx.child(f"set-{kind}", {"synthmed.gan": kind}) as rep:
         metrics, passed = judge_set(
             samples,
-            data,
+            train,
             cfg,
-            load_extractor(cfg, extractor),
+            load_extractor(ctx),
             train_feats,
             test_feats,
-            domain_feature_fn(cfg, runtime),
+            domain_feature_fn(ctx, domain["domain_weights"]),
+            ctx.runtime.device,
         )
-        for key, value in metrics.items():
-            rep.metric(key, value)
+        rep.metrics(metrics)
         meta = {
             "generator_kind": kind,
-            "source_manifest_sha256": data_sha256,
+            "generator_registered_model": gan.get("registered_model"),
+            "generator_model_version": gan.get("model_version"),
+            "source_manifest_sha256": data_hash,
             "seed": cfg.seed,
             "n_images": n,
             "malignant_share": cfg.lesion_study.malignant_share,
-            "gan_config_digest": stages.config_digest(gan_config(cfg, kind), "gan", "data"),
+            "gan_config_digest": gan["config_digest"],
         }
-        record = publish_or_hold(samples, passed, cfg, root, meta)
-        if isinstance(rep, tracking.MlflowReporter):
-            tracking.tag_lineage(
-                rep,
-                data_manifest_sha256=data_sha256,
-                synthetic_set_version=record["name"] if record["published"] else None,
-                data_dvc_md5=record["md5"],
-            )
-            rep.client.set_tag(rep.run_id, "synthmed.memorization_passed", str(passed))
-        grid_image = image_grid(_grid_pick(samples, 16))
-        rep.image("synthetic_samples", grid_image)
-    grid = atomic_write_bytes(
-        study_dir(cfg) / "gans" / kind / "samples.png", tracking.png_bytes(grid_image)
-    )
+        record = publish_or_hold(
+            samples, passed, cfg, Path(ctx.root), meta, study_dir(cfg) / "unpublished"
+        )
+        rep.tags(
+            {
+                "data.manifest_sha256": data_hash,
+                "synthetic.set_version": record["name"] if record["published"] else None,
+                "data.dvc_md5": record["md5"],
+                "synthmed.memorization_passed": str(passed),
+            }
+        )
+        grid = preview(samples, 16)
+        rep.image("synthetic_samples", grid)
+    path = atomic_write_bytes(study_dir(cfg) / "gans" / kind / "samples.png", png_bytes(grid))
     return {
         **record,
         "metrics": metrics,
         "passed": passed,
-        "grid": str(grid),
+        "grid": str(path),
         "train_seconds": gan["train_seconds"],
     }
 
 
-def _grid_pick(samples: ImageSet, n: int) -> np.ndarray:
-    """Up to ``n`` images, benign first then malignant, so a grid shows both classes."""
-    if samples.labels is None:
-        return samples.images[:n]
-    half = n // 2
-    idx = np.r_[
-        np.flatnonzero(samples.labels == 0)[:half], np.flatnonzero(samples.labels == 1)[:half]
-    ]
-    return samples.images[np.sort(idx)]
-
-
 # --------------------------------------------------------------------------------------------
-# arms
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One training set recipe. ``kind``: the GAN it draws from (None for the real arms)."""
-
-    name: str
-    family: str
-    kind: str | None = None
-    augment: bool = False
+# steps: arms
 
 
 def plan_arms(cfg: Config) -> list[Arm]:
     """The study's arms in run order; ``real`` always comes first (the DOMAIN features need it)."""
-    study = cfg.lesion_study
+    study, kinds_ = cfg.lesion_study, gan_kinds(cfg)
     arms = [Arm("real", "real")]
     if "augmented" in study.arms:
-        arms.append(Arm("augmented", "augmented", augment=True))
+        arms.append(Arm("augmented", "augmented"))
     if "real+synthetic" in study.arms:
-        arms += [Arm(f"real+{k}", "real+synthetic", k) for k in study.gan_kinds]
+        arms += [Arm(f"real+{k}", "real+synthetic", k) for k in kinds_]
     if "balanced" in study.arms:
         arms.append(Arm(f"balanced-{study.balanced_kind}", "balanced", study.balanced_kind))
     if "synthetic" in study.arms:
-        kinds = study.synthetic_only_kinds or study.gan_kinds
-        arms += [Arm(f"synthetic-{k}", "synthetic", k) for k in kinds]
+        arms += [Arm(f"synthetic-{k}", "synthetic", k) for k in study.synthetic_only_kinds or kinds_]
     return arms
 
 
-def concat(*sets: ImageSet) -> ImageSet:
-    """Images and labels of ``sets`` one after the other (ids kept, or made up)."""
-    labels = [s.labels for s in sets]
-    ids = [i for k, s in enumerate(sets) for i in (s.ids or [f"set{k}-{j}" for j in range(len(s))])]
-    return ImageSet(
-        images=np.concatenate([s.images for s in sets]),
-        labels=None if any(lab is None for lab in labels) else np.concatenate(labels),
-        ids=ids,
-    )
-
-
-def mixed_arm(real: ImageSet, synthetic: ImageSet, per_real: float, seed: int) -> ImageSet:
-    """Real plus ``per_real`` synthetic images per real one, drawn without replacement."""
-    n = min(len(synthetic), round(per_real * len(real)))
-    pick = np.random.default_rng(seed).choice(len(synthetic), size=n, replace=False)
-    return concat(real, synthetic.subset(np.sort(pick)))
-
-
-def balanced_arm(real: ImageSet, synthetic: ImageSet, seed: int) -> ImageSet:
-    """Real plus synthetic malignant images until malignant equals benign.
-
-    Raises:
-        DataError: the synthetic set has too few malignant images.
-    """
-    assert real.labels is not None and synthetic.labels is not None
-    need = int((real.labels == 0).sum() - (real.labels == 1).sum())
-    pool = np.flatnonzero(synthetic.labels == 1)
-    if need > len(pool):
-        raise DataError(
-            f"balanced arm: needs {need} synthetic malignant images, the set has {len(pool)}; "
-            "raise generate.n_images or lesion_study.malignant_share"
-        )
-    if need <= 0:
-        return real
-    pick = np.random.default_rng(seed).choice(pool, size=need, replace=False)
-    return concat(real, synthetic.subset(np.sort(pick)))
-
-
-def arm_training_set(
-    arm: Arm, real: ImageSet, synthetic: ImageSet | None, per_real: float, seed: int
-) -> ImageSet:
-    """The training set of ``arm`` from the real split and (for GAN arms) its kind's set."""
-    if arm.family in ("real", "augmented"):
-        return real
-    if synthetic is None:
-        raise ValueError(f"arm {arm.name} needs the {arm.kind} set")
-    if arm.family == "real+synthetic":
-        return mixed_arm(real, synthetic, per_real, seed)
-    if arm.family == "balanced":
-        return balanced_arm(real, synthetic, seed)
-    return synthetic
-
-
-def _resize(data: ImageSet, size: int) -> ImageSet:
-    from components.classifier import to_tensor
-
-    if data.images.shape[1:3] == (size, size):
-        return data
-    images = to_tensor(data.images, size).permute(0, 2, 3, 1).numpy()
-    return ImageSet(images=np.ascontiguousarray(images), labels=data.labels, ids=data.ids)
-
-
-def run_arm(
-    cfg: Config,
+def study_arm(
+    ctx: StudyContext,
     arm: Arm,
     seed: int,
-    sets: dict[str, dict[str, Any]] | None = None,
-    parent_run_id: str | None = None,
+    synthetic_set: dict[str, Any] | None = None,
+    keep_domain: bool = False,
 ) -> dict[str, Any]:
     """Train the classifier on ``arm``'s set with ``seed``; test on the real test split.
 
-    ``sets``: the records :func:`evaluate_gan` returned, by kind (not needed by real arms).
-    The real arm's first seed saves its weights as the DOMAIN feature extractor.
+    Args:
+        synthetic_set: the ``set-<kind>`` record of the arm's GAN (not needed by real arms).
+        keep_domain: save the trained weights (the DOMAIN feature space) and return their path
+            as ``domain_weights``.
     """
-    from components.classifier import classification_metrics, predict_proba, train_classifier
+    import torch
+
     from components.synthetic import read_set
 
-    cfg = study_config(cfg)
-    study, runtime = cfg.lesion_study, runtime_of(cfg)
-    data = load_data(cfg)
-    record = (sets or {}).get(arm.kind) if arm.kind else None
-    if arm.kind and record is None:
+    cfg, size = ctx.cfg, ctx.cfg.evaluate.image_size
+    rec = synthetic_set
+    if arm.needs_synthetic and rec is None:
         raise ValueError(f"arm {arm.name}: no set record for '{arm.kind}'")
-    synthetic = (
-        _resize(read_set(Path(record["set_dir"])), cfg.evaluate.image_size) if record else None
-    )
-    train = arm_training_set(arm, data.clf_train, synthetic, cfg.evaluate.synthetic_per_real, seed)
-    flagged = bool(record and not record["published"])
-    tags = {"synthmed.arm": arm.name, "synthmed.seed": str(seed), "synthmed.flagged": str(flagged)}
-    if record and record["published"]:
-        tags["synthetic.set_version"] = record["name"]
-    with child_run(cfg, parent_run_id, f"{arm.name}-seed{seed}", tags) as rep:
-        trained = train_classifier(
-            train, data.clf_val, cfg.evaluate, runtime, rep, seed=seed, augment=arm.augment
-        )
-        p = predict_proba(trained.model, data.clf_test.images, runtime, cfg.evaluate.batch_size)
-        assert data.clf_test.labels is not None
-        m = classification_metrics(data.clf_test.labels, p, cfg.evaluate.threshold)
-        for key, value in m.items():
-            rep.metric(f"test.{key}", float(value))
-    if arm.family == "real" and seed == study.seeds[0]:
-        buf = io.BytesIO()
-        torch.save(trained.model.state_dict(), buf)
-        atomic_write_bytes(domain_classifier_path(cfg), buf.getvalue())
-    return {
-        "arm": arm.name,
-        "family": arm.family,
-        "kind": arm.kind,
-        "seed": seed,
-        "flagged": flagged,
-        "train_images": len(train),
-        "synthetic_images": 0
-        if arm.kind is None
-        else len(train) - (0 if arm.family == "synthetic" else len(data.clf_train)),
-        "best_epoch": trained.best_epoch,
-        "metrics": {k: float(v) for k, v in m.items()},
+    synthetic = read_set(Path(rec["set_dir"])) if rec is not None else None
+    flagged = bool(rec is not None and not rec["published"])
+    tags = {
+        "synthmed.arm": arm.name,
+        "synthmed.seed": seed,
+        "synthmed.flagged": flagged,
+        # The truth: only an arm trained on a published set names a set version.
+        "synthetic.set_version": rec["name"] if rec is not None and rec["published"] else None,
     }
+    with ctx.child(f"{arm.name}-seed{seed}", tags) as rep:
+        done = run_arm(
+            arm,
+            load_split(cfg, "lesions", "train", size),
+            load_split(cfg, "lesions", "val", size),
+            load_split(cfg, "lesions", "test", size),
+            synthetic,
+            cfg.evaluate,
+            ctx.runtime,
+            rep,
+            seed,
+        )
+    out = {"arm": arm.name, "family": arm.family, "kind": arm.kind, "seed": seed,
+           "flagged": flagged, **done.record()}  # fmt: skip
+    if keep_domain:
+        buf = io.BytesIO()
+        torch.save(done.model.state_dict(), buf)
+        path = study_dir(cfg) / "domain_classifier.pt"
+        out["domain_weights"] = str(atomic_write_bytes(path, buf.getvalue()))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
-# the whole study without Prefect
+# report
 
 
-def finish(
-    cfg: Config,
-    sets: dict[str, dict[str, Any]],
-    results: list[dict[str, Any]],
-    parent: tracking.Reporter | None = None,
+def arm_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the arm table ('mean ± std'; flagged arms marked with '*')."""
+    header = ["arm", "seeds", "train images", *ARM_METRICS]
+    cells = [
+        [row["arm"] + (" *" if row["flagged"] else ""), str(row["seeds"]),
+         str(row["train_images"]), *(mean_pm_std(row, m) for m in ARM_METRICS)]
+        for row in rows
+    ]  # fmt: skip
+    return header, cells
+
+
+def gan_table(sets: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the generator table, one row per GAN kind."""
+    header = ["GAN", "set", "published", *(label for _, label in GAN_COLUMNS), "train s"]
+    cells = [
+        [kind, rec["name"], "yes" if rec["published"] else "NO (memorization)",
+         *(fmt(rec["metrics"].get(key), 4 if key.startswith("kid") else 3) for key, _ in GAN_COLUMNS),
+         fmt(float(rec["train_seconds"]), 0)]
+        for kind, rec in sets.items()
+    ]  # fmt: skip
+    return header, cells
+
+
+def bar_chart(rows: list[dict[str, Any]], metrics: tuple[str, ...] = ("roc_auc", "balanced_accuracy")) -> bytes:
+    """Grouped bars of ``metrics`` per arm, error bars = std over seeds."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(6.0, 0.9 * len(rows)), 4), layout="constrained")
+    ax = fig.add_subplot()
+    x = np.arange(len(rows))
+    width = 0.8 / len(metrics)
+    for i, m in enumerate(metrics):
+        ax.bar(x + (i - (len(metrics) - 1) / 2) * width, [r[f"{m}_mean"] for r in rows], width,
+               yerr=[r[f"{m}_std"] for r in rows], capsize=3, label=m)  # fmt: skip
+    ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(x, [r["arm"] for r in rows], rotation=30, ha="right")
+    ax.set(ylim=(0, 1), ylabel="test value (mean ± std over seeds)", title="Lesion study arms")
+    ax.legend(loc="lower right", fontsize="small")
+    return fig_png(fig)
+
+
+def build_report(rows: list[dict[str, Any]], sets: dict[str, dict[str, Any]], cfg: Config) -> Report:
+    """The study's report: the arm table and chart, the generator table, sample grids, notes."""
+    from components.metrics.piqa_metrics import PAIRING
+
+    mc, study = cfg.metrics, cfg.lesion_study
+    weights = cfg.evaluate.weights_path
+    report = Report(f"Lesion GAN study ({cfg.profile})")
+    report.heading("Classifier arms (test split, mean ± std over seeds)").table(*arm_table(rows))
+    report.image("arms.png", bar_chart(rows), "test ROC AUC and balanced accuracy per arm")
+    report.heading("Generators").table(*gan_table(sets))
+    for kind, rec in sets.items():
+        if rec.get("grid") and Path(rec["grid"]).is_file():
+            report.image(f"samples_{kind}.png", Path(rec["grid"]).read_bytes(), kind)
+    report.bullets(
+        [
+            f"Classifier: {cfg.evaluate.model} at {cfg.evaluate.image_size} px, "
+            f"{cfg.evaluate.epochs} epochs, weights {'from ' + weights if weights else 'random init'}; "
+            f"seeds {study.seeds}; every arm is tested on the same held-out real test split. "
+            f"Synthetic images are resized to the classifier's size: {RESIZE_KERNEL}.",
+            STD_NOTE.format(over="seeds"),
+            "* = trained on a set that failed the memorization check (not published).",
+            f"PIQA pairing: {PAIRING}.",
+            f"FID/KID: up to {mc.fid_samples} images per side, reference = the real training "
+            "split; Inception = FID Inception-v3 pool features, domain = pooled features of the "
+            "real arm's first-seed classifier. Compare values only at equal counts.",
+            "Memorization: a synthetic image is memorized when closer to a training image than "
+            f"the {mc.memorization_quantile:g} quantile of real test images (Inception features); "
+            f"a set passes at a share <= {mc.max_memorized_share:g}.",
+        ]
+    )
+    return report
+
+
+def report(
+    ctx: StudyContext, sets: dict[str, dict[str, Any]], results: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Aggregate, write the report (and hand it to the parent run); returns the study summary."""
-    from components.experiments.report import aggregate, write_report
+    """Aggregate over seeds, write the report (and give it to the parent run); the summary."""
+    import json
 
-    cfg = study_config(cfg)
-    rows = aggregate(results)
+    cfg = ctx.cfg
+    rows = aggregate(results, ARM_METRICS, keep=("train_images",), repeats="seeds")
+    summary = {"profile": cfg.profile, "rows": rows, "sets": sets, "results": results}
     out = study_dir(cfg) / "report"
-    paths = write_report(out, rows, sets, cfg)
-    summary = {
-        "profile": cfg.profile,
-        "rows": rows,
-        "sets": sets,
-        "results": results,
-        "report": str(paths["report.html"]),
-    }
-    atomic_write_json(out / "results.json", summary)
-    if parent is not None:
-        for path in paths.values():
-            parent.artifact(path, "report")
-        for row in rows:
-            for key, value in row.items():
-                if key.endswith(("_mean", "_std")):
-                    parent.metric(f"{metric_safe(row['arm'])}.{key}", value)
+    paths = build_report(rows, sets, cfg).write(
+        out, {"results.json": json.dumps(summary, indent=2, sort_keys=True, default=str)}
+    )
+    summary["report"] = str(paths["report.html"])
+    parent = ctx.parent()
+    for name in ("report.md", "report.html", "arms.png"):
+        parent.artifact(paths[name], "report")
+    log_rows(parent, rows)
+    parent.dict(summary, "lesion_study.json")
     return summary
 
 
-def metric_safe(name: str) -> str:
-    """``name`` with what MLflow refuses in metric names ('+' of ``real+dcgan``) made '_'."""
-    return re.sub(r"[^\w\-. :/]", "_", name)
+# --------------------------------------------------------------------------------------------
+# the plan
+
+
+def build_plan(ctx: StudyContext) -> plans.Plan:
+    """Every step of the study with its inputs named (see the module docstring)."""
+    cfg = ctx.cfg
+    seeds, kinds_ = cfg.lesion_study.seeds, gan_kinds(cfg)
+    gpu = plans.Resources(cpus=1, gpus=1)
+    steps = [plans.Step(f"gan-{k}", train_gan, {"ctx": ctx, "kind": k}, resources=gpu) for k in kinds_]
+    steps.append(plans.Step("features-real", real_features, {"ctx": ctx}, resources=gpu))
+    arms = plan_arms(cfg)
+    first = f"arm-real-seed{seeds[0]}"
+    steps.append(
+        plans.Step(first, study_arm, {"ctx": ctx, "arm": arms[0], "seed": seeds[0], "keep_domain": True},
+                   resources=gpu)
+    )  # fmt: skip
+    steps += [
+        plans.Step(f"set-{k}", judge_gan, {"ctx": ctx},
+                   {"gan": f"gan-{k}", "features": "features-real", "domain": first}, resources=gpu)
+        for k in kinds_
+    ]  # fmt: skip
+    results = [first]
+    for arm in arms:
+        for seed in seeds:
+            name = f"arm-{arm.name}-seed{seed}"
+            if name == first:
+                continue
+            needs = {"synthetic_set": f"set-{arm.kind}"} if arm.needs_synthetic else {}
+            steps.append(plans.Step(name, study_arm, {"ctx": ctx, "arm": arm, "seed": seed}, needs,
+                                    resources=gpu))  # fmt: skip
+            results.append(name)
+    steps.append(
+        plans.Step("report", report, {"ctx": ctx},
+                   {"sets": {k: f"set-{k}" for k in kinds_}, "results": results}, retries=0)
+    )  # fmt: skip
+    return plans.Plan(STAGE, tuple(steps))
+
+
+def prepare(root: Path, profile: str | None, params: str = "params.yaml") -> tuple[Config, dict[str, str]]:
+    """Check the settings, bring the data up to date (DVC), check the balanced arm's supply;
+    returns the study's config and its lineage tags."""
+    from components.config import load_config
+    from components.experiments.study import prepare_data
+
+    base = load_config(Path(root) / params, profile)
+    cfg = study_config(base)
+    check_settings(cfg)
+    prepare_data(Path(root), base)
+    check_supply(cfg)
+    return cfg, {"data.manifest_sha256": validated_sha256(cfg, "lesions")}
 
 
 def run_study(
-    cfg: Config, root: Path = Path("."), extractor: nn.Module | None = None
+    root: Path = Path("."),
+    profile: str | None = None,
+    params: str = "params.yaml",
+    extractor: nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Run every step in order under one MLflow parent run (the flow does the same as tasks).
+    """The whole study in this process (see :func:`components.experiments.study.run_local`).
 
     Args:
-        cfg: The resolved config (``lesion_study`` and the sections it names).
-        root: The git/DVC work tree where passing sets are versioned.
-        extractor: Replaces the FID Inception (tests pass a small network); None loads it.
+        root: the project (git + DVC) folder, also the current folder.
+        extractor: replaces the FID Inception (tests pass a small network); None loads it.
     """
-    sha = prepare(cfg)
-    study = cfg.lesion_study
-    with tracking.start_run(cfg, STAGE, run_name=f"lesion-study-{cfg.profile}") as parent:
-        tracking.tag_lineage(parent, data_manifest_sha256=sha)
-        gans = [train_gan(cfg, kind, parent.run_id) for kind in study.gan_kinds]
-        real_features(cfg, extractor)
-        arms = plan_arms(cfg)
-        results = [run_arm(cfg, arms[0], study.seeds[0], None, parent.run_id)]
-        sets = {g["kind"]: evaluate_gan(cfg, g, parent.run_id, root, extractor, sha) for g in gans}
-        for arm in arms:
-            for seed in study.seeds:
-                if (arm.name, seed) != (arms[0].name, study.seeds[0]):
-                    results.append(run_arm(cfg, arm, seed, sets, parent.run_id))
-        summary = finish(cfg, sets, results, parent)
-        parent.dict(summary, "lesion_study.json")
-    return {**summary, "parent_run_id": parent.run_id}
+    import sys
+
+    from components.experiments.study import run_local
+
+    return run_local(sys.modules[__name__], root, profile, params, extractor)

@@ -1,22 +1,23 @@
 """The SinGAN-Seg polyp study: does synthetic polyp data help a UNet++ segmenter?
 
-The steps, each a function the Prefect flow (``flows/polyp_study.py``) runs as a task and the
-tests call directly:
+The validated polyp images split into a *pool* (the ``train`` + ``val`` splits: what folds divide
+and SinGAN-Seg learns from) and the held-out ``test`` split, which no generator, fold or model
+selection ever sees: it only scores the final models.
 
-1. :func:`load_study_data`: the validated polyp images. ``train`` + ``val`` splits form the
-   *pool* that folds divide and SinGAN-Seg learns from; the ``test`` split is held out: no
-   generator, fold or model selection ever sees it, it only scores the final models.
-2. :func:`make_folds`: k folds of the pool (groups of one patient stay together).
-3. :func:`fit_singan` / :func:`load_singan`: one SinGAN-Seg model per pool image (the flow maps
-   groups of K images over tasks); then :func:`synthesize` draws ``synthetic_per_real`` samples
-   per model and :func:`stylize` restyles them toward their own real image.
-4. :func:`set_report` + :func:`version_set`: mask statistics against the real masks and the
-   memorization check go into the set's ``set.json``; the set is written and published with DVC.
-5. :func:`evaluate_study`: per fold, every arm trains a UNet++ on its set (the fold's val part
-   picks the epoch) and is scored on the test split. A fold's synthetic data comes only from the
-   models of that fold's training images, so val images never leak in through their samples.
-6. :func:`summarize`, :func:`plot_iou_vs_n`, :func:`write_report`: mean and std over folds, the
-   small-data sweep plot, and a markdown + self-contained HTML report.
+The study is a :class:`~components.plan.Plan` (:func:`build_plan`):
+
+- ``singan-<first id>+<n>``: one SinGAN-Seg model per pool image, K images per step (the
+  models train together); a group that fails is retried image by image inside the step, and
+  only an image that fails alone is dropped;
+- ``sets``: ``synthetic_per_real`` samples per model and their style-transferred copies; mask
+  statistics and the memorization check go into each set's ``set.json``; a passing set is
+  published with DVC, a failing one held back (its arms still run, flagged);
+- ``arm-<arm>-fold<k>``: a UNet++ trained on one arm's set of one fold (the fold's val part
+  picks the epoch), scored on the test split. A fold's synthetic data comes only from the models
+  of that fold's training images, so val images never leak in through their samples. Arms read
+  the versioned sets from disk, as a colleague who pulled them would;
+- ``report``: mean and sample std over folds, the best arm's model promoted in the registry
+  (its own child run), the small-data sweep plot, a markdown + self-contained HTML report.
 
 Arms: ``real``, ``synthetic``, ``synthetic+style`` (the fold's full sets), and per sweep size n
 ``real-n<n>`` (n real training images) against ``real+synthetic-n<n>`` (the same n images plus
@@ -25,39 +26,43 @@ their samples).
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import html
+import fcntl
 import io
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from components.config import Config, PolypStudyConfig
+from components import plan as plans
+from components.config import Config, MetricsConfig, PolypStudyConfig, config_digest
+from components.data.store import ingest_dir, validated_dir, validated_sha256
 from components.errors import DataError
-from components.generators.base import ImageSet
-from components.io import atomic_dir
-from components.runtime import Runtime
-from components.segmenter import METRICS, evaluate_segmenter, train_segmenter
-from components.tracking import NullReporter, Reporter
+from components.experiments.reporting import STD_NOTE, Report, aggregate, fig_png, mean_pm_std
+from components.experiments.study import StudyContext, log_rows, publish_or_hold
+from components.imageset import RESIZE_KERNEL, ImageSet, concat, preview, resize
+from components.io import atomic_write_bytes
+from components.segmenter import METRICS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from components.config import MetricsConfig
     from components.generators.singan_seg.model import SinganSeg
     from components.metrics.memorization import MemorizationReport
 
+STAGE = "polyp-study"
 KIND = "singan-seg"
+VARIANTS = {KIND: "SinGAN-Seg samples", f"{KIND}-style": "style-transferred"}
+"""The synthetic sets the study makes: set kind -> what it is."""
 FEATURES = "pixels"
 """Memorization feature space: RGB downsampled to ``memorization_pixels`` a side, in [0, 1]."""
 
-ChildRun = Callable[[str, dict[str, str]], contextlib.AbstractContextManager[Reporter]]
-"""``child_run(name, tags)``: a context yielding the reporter of one arm/fold's run."""
+
+def study_dir(cfg: Config) -> Path:
+    return cfg.out_dir / "study" / "polyps"
 
 
 # --------------------------------------------------------------------------------------------
@@ -80,26 +85,21 @@ def load_study_data(cfg: Config) -> StudyData:
     Raises:
         DataError: validate has not run, the size was not ingested, or a split is empty.
     """
-    from components.data.manifest import load_cache, manifest_sha256
-    from components.stages import ingest_dir, validated_dir
+    from components.data.manifest import load_cache
+    from components.data.store import validated_table
 
-    table_path = validated_dir(cfg, "polyps") / "dataset.csv"
-    if not table_path.is_file():
-        raise DataError(
-            f"{table_path}: missing; run the 'validate' stage first (synthmed validate)"
-        )
-    table = pd.read_csv(table_path, dtype=str, keep_default_na=False)
+    table = validated_table(cfg, "polyps")
     pool_table = table[table["split"].isin(["train", "val"])].reset_index(drop=True)
     test_ids = table.loc[table["split"] == "test", "image_id"].tolist()
     if pool_table.empty or not test_ids:
-        raise DataError(f"{table_path}: needs train/val and test polyp images")
+        raise DataError(f"{validated_dir(cfg, 'polyps') / 'dataset.csv'}: needs train/val and test polyp images")
     size = cfg.polyp_study.image_size
     source = ingest_dir(cfg, "polyps")
     return StudyData(
         pool=load_cache(source, size, pool_table["image_id"].tolist()),
         pool_table=pool_table,
         test=load_cache(source, size, test_ids),
-        manifest_sha256=manifest_sha256(table_path),
+        manifest_sha256=validated_sha256(cfg, "polyps"),
     )
 
 
@@ -128,24 +128,8 @@ def make_folds(pool_table: pd.DataFrame, test_ids: list[str], k: int, seed: int)
     return [Fold(i, tr, va) for i, (tr, va) in enumerate(kfold(pool_table, k, seed, stratify=None))]
 
 
-def resize_set(data: ImageSet, size: int) -> ImageSet:
-    """``data`` at ``size`` px (bilinear images, nearest masks); unchanged when already there."""
-    from components.segmenter import to_tensors
-
-    if data.images.shape[1:3] == (size, size):
-        return data
-    x, y = to_tensors(data, size)
-    return ImageSet(x.permute(0, 2, 3, 1).numpy(), data.labels, y[:, 0].numpy(), data.ids)
-
-
-def concat(*sets: ImageSet) -> ImageSet:
-    """One set of images and masks (labels are dropped: polyps have none)."""
-    sets = tuple(s for s in sets if len(s))
-    return ImageSet(
-        images=np.concatenate([s.images for s in sets]),
-        masks=np.concatenate([s.masks for s in sets]),  # type: ignore[misc]
-        ids=[i for s in sets for i in (s.ids or [""] * len(s))],
-    )
+def folds_of(cfg: Config, data: StudyData) -> list[Fold]:
+    return make_folds(data.pool_table, data.test.ids or [], cfg.polyp_study.folds, cfg.seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,31 +138,62 @@ def concat(*sets: ImageSet) -> ImageSet:
 
 def singan_workdir(cfg: Config) -> Path:
     """Checkpoint folder named by the settings, so a resume never mixes SinGAN configs."""
-    from components.stages import config_digest
-
-    return cfg.stage_dir("polyp_study") / f"singan-{config_digest(cfg, 'singan', 'data')}"
+    return study_dir(cfg) / f"singan-{config_digest(cfg, 'singan', 'data')}"
 
 
 def singan_groups(ids: list[str], k: int) -> list[list[str]]:
-    """``ids`` in chunks of ``k``: one K-at-once training task each."""
+    """``ids`` in chunks of ``k``: one K-at-once training step each."""
     return [ids[i : i + k] for i in range(0, len(ids), k)]
 
 
 def fit_singan(
-    cfg: Config, data: ImageSet, workdir: Path, runtime: Runtime, reporter: Reporter
+    cfg: Config, data: ImageSet, workdir: Path, runtime: Any, reporter: Any
 ) -> dict[str, float]:
     """Train (or resume) the SinGAN-Seg models of ``data``'s images, K at once."""
     from components.generators.singan_seg.model import SinganSeg
 
-    return SinganSeg.from_config(cfg, runtime).fit(data, workdir, reporter)
+    return SinganSeg.build(cfg.singan, cfg.seed, runtime).fit(data, workdir, reporter)
 
 
-def load_singan(cfg: Config, ids: list[str], workdir: Path, runtime: Runtime) -> SinganSeg:
+def train_group(ctx: StudyContext, ids: list[str]) -> dict[str, Any]:
+    """Train (or resume from checkpoints) the models of ``ids`` together.
+
+    When the group fails, each image is retried alone, so one bad image costs only itself;
+    returns the ``trained`` and ``failed`` ids. An interrupt is never swallowed.
+    """
+    import logging
+
+    cfg = ctx.cfg
+    data = load_study_data(cfg).pool
+    position = {image_id: i for i, image_id in enumerate(data.ids or [])}
+    workdir, start = singan_workdir(cfg), time.perf_counter()
+    trained, failed = [], []
+    with ctx.child(f"singan-{ids[0]}+{len(ids) - 1}", {"synthmed.generator": KIND}) as rep:
+        try:
+            fit_singan(cfg, data.subset([position[i] for i in ids]), workdir, ctx.runtime, rep)
+            trained = list(ids)
+        except Exception as exc:  # noqa: BLE001 (any failure of the group: retry alone)
+            if len(ids) == 1:
+                raise
+            logging.getLogger(__name__).warning(
+                "SinGAN-Seg group %s failed (%s); retrying its images alone", ids[0], exc
+            )
+            for image_id in ids:
+                try:
+                    fit_singan(cfg, data.subset([position[image_id]]), workdir, ctx.runtime, rep)
+                    trained.append(image_id)
+                except Exception:  # noqa: BLE001
+                    failed.append(image_id)
+        rep.metrics({"singan.models": len(trained), "singan.failed": len(failed)})
+    return {"trained": trained, "failed": failed, "seconds": time.perf_counter() - start}
+
+
+def load_singan(cfg: Config, ids: list[str], workdir: Path, runtime: Any) -> SinganSeg:
     """One generator holding the trained models of ``ids`` (written by :func:`fit_singan`)."""
     from components.generators.singan_seg.checkpoint import load_model
     from components.generators.singan_seg.model import CHECKPOINT, SinganSeg
 
-    gen = SinganSeg.from_config(cfg, runtime)
+    gen = SinganSeg.build(cfg.singan, cfg.seed, runtime)
     gen.models = [load_model(workdir / i / CHECKPOINT) for i in ids]
     unfinished = [m.image_id for m in gen.models if not m.complete]
     if unfinished:
@@ -189,12 +204,10 @@ def load_singan(cfg: Config, ids: list[str], workdir: Path, runtime: Runtime) ->
 def synthesize(gen: SinganSeg, cfg: Config) -> ImageSet:
     """``synthetic_per_real`` samples of every model, at the study's image size."""
     samples = gen.sample(len(gen.models) * cfg.polyp_study.synthetic_per_real, seed=cfg.seed)
-    return resize_set(samples, cfg.polyp_study.image_size)
+    return resize(samples, cfg.polyp_study.image_size)
 
 
-def stylize(
-    samples: ImageSet, gen: SinganSeg, cfg: Config, runtime: Runtime
-) -> tuple[ImageSet, str]:
+def stylize(samples: ImageSet, gen: SinganSeg, cfg: Config, runtime: Any) -> tuple[ImageSet, str]:
     """Each sample restyled toward the real image its model learned; returns (set, method)."""
     from components.style_transfer import stylize_set
 
@@ -202,8 +215,10 @@ def stylize(
 
 
 def source_ids(samples: ImageSet) -> list[str]:
-    """The real image each sample came from (sample ids are ``<image_id>-s<k>``)."""
-    return [sid.rsplit("-s", 1)[0] for sid in samples.ids or []]
+    """The real image each sample came from."""
+    from components.generators.singan_seg.model import source_id
+
+    return [source_id(sid) for sid in samples.ids or []]
 
 
 def samples_of(samples: ImageSet, image_ids: list[str] | np.ndarray) -> ImageSet:
@@ -309,26 +324,42 @@ def set_report(
     return report, mem
 
 
-def version_set(
-    samples: ImageSet, variant: str, cfg: Config, meta: dict[str, Any], root: Path
-) -> dict[str, Any]:
-    """Write ``samples`` as a set named ``<variant>-<size>-<profile>-<digest>`` and publish it.
+def make_sets(ctx: StudyContext, groups: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sample every trained model, restyle the samples, judge and publish (or hold) both sets.
 
-    Returns the record (name, DVC md5, whether pushed) for the report and MLflow tags.
+    Returns ``{"sets": {set kind: record}, "style_method", "trained", "failed"}``; each record
+    has the set's ``name``, ``set_dir``, ``published``, DVC ``md5``, mask statistics and
+    memorization.
     """
-    from components.synthetic import content_digest, set_name, write_set
-    from components.versioning import publish_set
-
-    name = set_name(variant, cfg.polyp_study.image_size, cfg.profile, content_digest(samples))
-    set_dir = Path(root) / cfg.versioning.sets_dir / name
-    write_set(samples, set_dir, meta)
-    version = publish_set(root, set_dir, cfg.versioning, record={"generator_kind": KIND})
-    return {
-        "name": name,
-        "md5": version.md5,
-        "pushed": version.pushed,
-        "remote": version.remote_url,
-    }
+    cfg = ctx.cfg
+    trained = [i for g in groups for i in g["trained"]]
+    failed = [i for g in groups for i in g["failed"]]
+    if not trained:
+        raise DataError("polyp study: SinGAN-Seg training failed for every image")
+    data = load_study_data(cfg)
+    gen = load_singan(cfg, trained, singan_workdir(cfg), ctx.runtime)
+    samples = synthesize(gen, cfg)
+    styled, method = stylize(samples, gen, cfg, ctx.runtime)
+    records: dict[str, Any] = {}
+    with ctx.child("sets", {"synthmed.generator": KIND}) as rep:
+        for kind, variant in ((KIND, samples), (f"{KIND}-style", styled)):
+            facts, mem = set_report(variant, data, cfg)
+            meta = {
+                **facts,
+                "set_kind": kind,
+                "generator_kind": KIND,
+                "source_manifest_sha256": data.manifest_sha256,
+                "seed": cfg.seed,
+                "style_method": method if kind.endswith("style") else None,
+                "singan_config_digest": singan_workdir(cfg).name,
+            }
+            records[kind] = publish_or_hold(
+                variant, mem.passed, cfg, Path(ctx.root), meta, study_dir(cfg) / "unpublished"
+            )
+            rep.metrics({f"{kind}.{k}": v for k, v in mem.as_metrics(prefix="memorization_").items()})
+            rep.image(f"{kind}_samples", preview(variant, 16))
+        rep.tag("synthetic.set_version", ",".join(r["name"] for r in records.values() if r["published"]) or None)
+    return {"sets": records, "style_method": method, "trained": trained, "failed": failed}
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,105 +395,104 @@ def arm_sets(
     return sets
 
 
-@dataclass
-class ArmResult:
-    """One arm on one fold: sizes, selection and test metrics."""
-
-    arm: str
-    fold: int
-    train_images: int
-    best_epoch: int
-    val_iou: float
-    test: dict[str, float]
-    run_id: str | None = None
-    state_dict: dict[str, Any] | None = field(default=None, repr=False)
+def arm_names(cfg: PolypStudyConfig, fold_sizes: list[int]) -> list[str]:
+    """The arms the study runs, in report order: the full sets, then the sweep pairs that fit
+    in at least one fold."""
+    names = list(cfg.arms)
+    for n in cfg.sweep_sizes:
+        if n <= max(fold_sizes):
+            names += [f"real-n{n}", f"real+synthetic-n{n}"]
+    return names
 
 
-def _null_run(name: str, tags: dict[str, str]) -> contextlib.AbstractContextManager[Reporter]:
-    return contextlib.nullcontext(NullReporter())
+def _models_dir(ctx: StudyContext) -> Path:
+    return study_dir(ctx.cfg) / "models" / (ctx.parent_run_id or "local")
 
 
-def evaluate_study(
-    data: StudyData,
-    folds: list[Fold],
-    synthetic: ImageSet,
-    styled: ImageSet,
-    cfg: Config,
-    runtime: Runtime,
-    child_run: ChildRun = _null_run,
-) -> list[ArmResult]:
-    """Train and test every arm on every fold, each in its own ``child_run``.
+def keep_if_best(folder: Path, arm: str, fold: int, val_iou: float, state: dict[str, Any]) -> None:
+    """Keep ``state`` as ``arm``'s model when its val IoU is the arm's best so far (ties go to
+    the lower fold, so the choice does not depend on the order folds finish in)."""
+    import torch
 
-    Only the best-val fold model of each arm keeps its weights (``state_dict``), so memory holds
-    one model per arm, not one per fold.
-    """
-    from components.progress import track
-
-    study = cfg.polyp_study
-    results: list[ArmResult] = []
-    best: dict[str, ArmResult] = {}
-    jobs = [
-        (fold, arm, s)
-        for fold in folds
-        for arm, s in arm_sets(data, fold, synthetic, styled, study, cfg.seed).items()
-    ]
-    for fold, arm, train in track(jobs, "polyp study arms"):
-        val = data.pool.subset(fold.val)
-        tags = {"synthmed.arm": arm, "synthmed.fold": str(fold.index)}
-        with child_run(f"{arm}-fold{fold.index}", tags) as rep:
-            if len(train) == 0:
-                raise DataError(
-                    f"polyp study: arm '{arm}' has no training images in fold {fold.index}"
-                )
-            trained = train_segmenter(train, val, study, runtime, rep, seed=cfg.seed + fold.index)
-            test = evaluate_segmenter(trained.model, data.test, study, runtime)
-            for name, value in test.items():
-                rep.metric(f"test.{name}", value)
-            rep.metric("train_images", len(train))
-            result = ArmResult(
-                arm,
-                fold.index,
-                len(train),
-                trained.best_epoch,
-                trained.best_val_iou,
-                test,
-                getattr(rep, "run_id", None),
-            )
-        results.append(result)
-        if arm not in best or result.val_iou > best[arm].val_iou:
-            if arm in best:
-                best[arm].state_dict = None
-            result.state_dict = {
-                k: v.detach().cpu().clone() for k, v in trained.model.state_dict().items()
-            }
-            best[arm] = result
-    return results
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        info_path = folder / f"{arm}.json"
+        if info_path.is_file():
+            old = json.loads(info_path.read_text())
+            if (val_iou, -fold) <= (old["val_iou"], -old["fold"]):
+                return
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(folder / f"{arm}.pt", buf.getvalue())
+        atomic_write_bytes(info_path, json.dumps({"fold": fold, "val_iou": val_iou}).encode())
 
 
-def summarize(results: list[ArmResult]) -> list[dict[str, Any]]:
-    """One row per arm: mean and std over folds of every test metric, in arm order."""
-    rows = []
-    for arm in dict.fromkeys(r.arm for r in results):
-        mine = [r for r in results if r.arm == arm]
-        row: dict[str, Any] = {
-            "arm": arm,
-            "folds": len(mine),
-            "train_images": float(np.mean([r.train_images for r in mine])),
-        }
-        for name in METRICS:
-            values = np.array([r.test[name] for r in mine])
-            row[f"{name}_mean"] = float(values.mean())
-            # Population std (ddof 0): with 3 folds it describes the folds, it estimates nothing.
-            row[f"{name}_std"] = float(values.std())
-        rows.append(row)
+def fold_arm(ctx: StudyContext, fold: int, arm: str, sets: dict[str, Any]) -> dict[str, Any]:
+    """Train and test one arm on one fold; its model is kept if it is the arm's best so far."""
+    from components.segmenter import evaluate_segmenter, train_segmenter
+    from components.synthetic import read_set
+
+    cfg, study = ctx.cfg, ctx.cfg.polyp_study
+    data = load_study_data(cfg)
+    this = folds_of(cfg, data)[fold]
+    synthetic, styled = (resize(read_set(Path(sets["sets"][k]["set_dir"])), study.image_size) for k in VARIANTS)
+    train = arm_sets(data, this, synthetic, styled, study, cfg.seed)[arm]
+    if len(train) == 0:
+        raise DataError(f"polyp study: arm '{arm}' has no training images in fold {fold}")
+    flagged = any(not r["published"] for r in sets["sets"].values()) and arm != "real" and not arm.startswith("real-n")
+    tags = {"synthmed.arm": arm, "synthmed.fold": fold, "synthmed.flagged": flagged}
+    with ctx.child(f"{arm}-fold{fold}", tags) as rep:
+        fitted = train_segmenter(train, data.pool.subset(this.val), study, ctx.runtime, rep, seed=cfg.seed + fold)
+        test = evaluate_segmenter(fitted.model, data.test, study, ctx.runtime)
+        rep.metrics({f"test.{k}": v for k, v in test.items()})
+        rep.metric("train_images", len(train))
+        run_id = rep.run_id
+    val_iou = float(fitted.best["val_iou"])
+    keep_if_best(_models_dir(ctx), arm, fold, val_iou, fitted.model.state_dict())
+    return {"arm": arm, "fold": fold, "train_images": len(train), "best_epoch": fitted.best_epoch,
+            "val_iou": val_iou, "metrics": test, "run_id": run_id, "flagged": flagged}  # fmt: skip
+
+
+def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per arm: mean and sample std over folds of every test metric, in arm order."""
+    rows = aggregate(results, METRICS, repeats="folds")
+    for row in rows:
+        row["train_images"] = float(np.mean([r["train_images"] for r in results if r["arm"] == row["arm"]]))
     return rows
 
 
-def best_model(results: list[ArmResult], metric: str) -> ArmResult:
-    """The arm with the best mean test ``metric``; of its folds, the model kept (best val IoU)."""
-    rows = {r["arm"]: r[f"{metric}_mean"] for r in summarize(results)}
-    arm = max(rows, key=lambda a: rows[a])
-    return next(r for r in results if r.arm == arm and r.state_dict is not None)
+def promote_best(ctx: StudyContext, rows: list[dict[str, Any]], lineage: dict[str, str]) -> dict[str, Any]:
+    """Offer the best arm's kept model (best mean test metric; of its folds, the best val IoU)
+    to the registry, in its own child run that records what was compared and decided."""
+    import torch
+
+    from components.registry import log_model, promote
+    from components.segmenter import build_segmenter
+    from components.tracking import flow_run_id, git_commit
+
+    study = ctx.cfg.polyp_study
+    metric = study.promote.metric
+    best = max(rows, key=lambda r: r[f"{metric}_mean"])
+    folder = _models_dir(ctx)
+    kept = json.loads((folder / f"{best['arm']}.json").read_text())
+    model = build_segmenter(study)
+    model.load_state_dict(torch.load(folder / f"{best['arm']}.pt", map_location="cpu", weights_only=True))
+    compared = {r["arm"]: r[f"{metric}_mean"] for r in rows}
+    with ctx.child("promotion", {"synthmed.arm": best["arm"], "synthmed.fold": kept["fold"]}) as rep:
+        rep.dict({"metric": metric, "margin": study.promote.margin, "arms": compared}, "compared.json")
+        if rep.run_id is None:
+            return {"arm": best["arm"], "fold": kept["fold"], "promoted": False, "reason": "not tracked"}
+        uri = log_model(rep.run_id, model.eval(), extra_packages=("segmentation-models-pytorch", "timm"))
+        tags = {**lineage, "synthmed.arm": best["arm"], "synthmed.fold": str(kept["fold"]),
+                "synthmed.profile": ctx.cfg.profile, "git.commit": git_commit(),
+                "prefect.flow_run_id": flow_run_id() or "none (not run by a flow)"}  # fmt: skip
+        test = {m: best[f"{m}_mean"] for m in METRICS}
+        result = promote(uri, test, study.promote, tags)
+        rep.tags({"promotion.promoted": result.promoted, "promotion.version": result.version})
+        rep.text(result.reason, "decision.txt")
+    return {"registered_model": result.name, "version": result.version, "arm": best["arm"],
+            "fold": kept["fold"], "promoted": result.promoted, "reason": result.reason}  # fmt: skip
 
 
 def sweep_points(rows: list[dict[str, Any]]) -> dict[str, list[tuple[int, float, float]]]:
@@ -498,106 +528,144 @@ def plot_iou_vs_n(rows: list[dict[str, Any]]) -> Figure:
 # report
 
 
-def pairs_grid(data: ImageSet, n: int) -> np.ndarray:
-    """Up to ``n`` rows of [image | mask] side by side, H*rows x 2W x 3 uint8."""
-    assert data.masks is not None
-    rows = [
-        np.concatenate([im, np.repeat(m[..., None] * 255, 3, -1)], 1)
-        for im, m in zip(data.images[:n], data.masks[:n], strict=True)
-    ]
-    return np.concatenate(rows, 0).astype(np.uint8)
+
+# --------------------------------------------------------------------------------------------
+# report
 
 
-def _png(array: np.ndarray) -> bytes:
-    from components.tracking import png_bytes
+def build_report(rows: list[dict[str, Any]], samples: dict[str, ImageSet], facts: dict[str, Any], cfg: Config) -> Report:
+    """The study's report: the results table, the sweep plot, sample pairs, the facts."""
+    study = cfg.polyp_study
+    report = Report(f"Polyp segmentation study ({cfg.profile})")
+    report.paragraph(
+        f"UNet++ ({study.encoder}) at {study.image_size} px, {study.folds}-fold cross-validation "
+        "on the train+val polyp images, metrics on the held-out test split (micro-averaged, "
+        f"threshold {study.threshold}). Memorization features: {FEATURES} "
+        f"({study.memorization_pixels}x{study.memorization_pixels} RGB). Synthetic images are "
+        f"resized to the segmenter's size: {RESIZE_KERNEL}."
+    )
+    report.heading("Test metrics (mean ± std over folds)")
+    header = ["arm", "train images", *METRICS]
+    cells = [[r["arm"] + (" *" if r.get("flagged") else ""), f"{r['train_images']:.0f}",
+              *(mean_pm_std(r, m) for m in METRICS)] for r in rows]  # fmt: skip
+    report.table(header, cells)
+    report.bullets([STD_NOTE.format(over="folds"),
+                    "* = trained on a set that failed the memorization check (not published)."])  # fmt: skip
+    report.heading("IoU vs number of real images")
+    report.image("iou_vs_n.png", fig_png(plot_iou_vs_n(rows)), "IoU vs n")
+    report.heading("Sample image/mask pairs (mask outlines in green)")
+    for i, (title, data) in enumerate(samples.items()):
+        if len(data):
+            from components.imageset import png_bytes
 
-    return png_bytes(array)
+            report.image(f"samples_{i}.png", png_bytes(preview(data, study.report_samples)), title)
+    report.heading("Synthetic sets, mask statistics, memorization, promotion")
+    report.facts(facts)
+    return report
 
 
-def _fig_png(fig: Figure) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+def report(ctx: StudyContext, sets: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summarize over folds, promote the best arm, write the report, log to the parent run."""
+    import shutil
 
+    from components.data.store import load_split
+    from components.synthetic import read_set
 
-def table_markdown(rows: list[dict[str, Any]]) -> str:
-    """The results table: mean +- std over folds of each metric, one row per arm."""
-    head = "| arm | train images | " + " | ".join(METRICS) + " |"
-    sep = "|---|---:|" + "---:|" * len(METRICS)
-    body = [
-        f"| {r['arm']} | {r['train_images']:.0f} | "
-        + " | ".join(f"{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}" for m in METRICS)
-        + " |"
-        for r in rows
-    ]
-    return "\n".join([head, sep, *body])
-
-
-def write_report(
-    out_dir: Path,
-    rows: list[dict[str, Any]],
-    samples: dict[str, ImageSet],
-    facts: dict[str, Any],
-    cfg: Config,
-) -> Path:
-    """Write ``report.md`` (+ PNGs) and a self-contained ``report.html`` into ``out_dir``.
-
-    ``samples``: titled sets whose first image/mask pairs are shown (real, synthetic, styled).
-    ``facts``: JSON-like sections (mask statistics, memorization, sets, timings) shown as given.
-    """
-    import json
-
-    images = {
-        f"samples_{i}.png": (title, _png(pairs_grid(s, cfg.polyp_study.report_samples)))
-        for i, (title, s) in enumerate(samples.items())
-        if len(s)
+    cfg = ctx.cfg
+    rows = summarize(results)
+    lineage = {
+        "data.manifest_sha256": validated_sha256(cfg, "polyps"),
+        "synthetic.set_version": ",".join(r["name"] for r in sets["sets"].values() if r["published"])
+        or "unpublished",
     }
-    plot = _fig_png(plot_iou_vs_n(rows))
-    table = table_markdown(rows)
-    intro = (
-        f"Profile `{cfg.profile}`: UNet++ ({cfg.polyp_study.encoder}) at "
-        f"{cfg.polyp_study.image_size} px, {cfg.polyp_study.folds}-fold cross-validation on the "
-        "train+val polyp images, metrics on the held-out test split (micro-averaged, threshold "
-        f"{cfg.polyp_study.threshold}). Memorization features: {FEATURES} "
-        f"({cfg.polyp_study.memorization_pixels}x{cfg.polyp_study.memorization_pixels} RGB)."
+    promotion = promote_best(ctx, rows, lineage)
+    shutil.rmtree(_models_dir(ctx), ignore_errors=True)  # the promoted one is in the registry
+    facts = {
+        "sets": sets["sets"],
+        "style_method": sets["style_method"],
+        "singan_failed_images": sets["failed"],
+        "promotion": promotion,
+    }
+    pool = load_split(cfg, "polyps", ["train", "val"], cfg.polyp_study.image_size)
+    samples = {"real (pool)": pool}
+    for kind, title in VARIANTS.items():
+        samples[f"{title} ({sets['style_method']})" if kind.endswith("style") else title] = read_set(
+            Path(sets["sets"][kind]["set_dir"])
+        )
+    summary = {"profile": cfg.profile, "rows": rows, "results": results, **facts}
+    paths = build_report(rows, samples, facts, cfg).write(
+        study_dir(cfg) / "report",
+        {"results.json": json.dumps(summary, indent=2, sort_keys=True, default=str)},
     )
-    facts_json = json.dumps(facts, indent=2, sort_keys=True, default=str)
-    md = [
-        f"# Polyp segmentation study\n\n{intro}\n\n## Test metrics (mean ± std over folds)\n",
-        table,
-        "\n## IoU vs number of real images\n\n![IoU vs n](iou_vs_n.png)\n",
-        "## Sample image/mask pairs\n",
+    summary["report"] = str(paths["report.html"])
+    parent = ctx.parent()
+    for name in ("report.md", "report.html", "iou_vs_n.png"):
+        parent.artifact(paths[name], "report")
+    log_rows(parent, rows)
+    parent.dict(summary, "polyp_study.json")
+    return summary
+
+
+# --------------------------------------------------------------------------------------------
+# the plan
+
+
+def build_plan(ctx: StudyContext) -> plans.Plan:
+    """Every step of the study with its inputs named (see the module docstring)."""
+    cfg = ctx.cfg
+    data = load_study_data(cfg)
+    gpu = plans.Resources(cpus=1, gpus=1)
+    groups = singan_groups(data.pool.ids or [], cfg.singan.models_at_once)
+    group_steps = [f"singan-{g[0]}+{len(g) - 1}" for g in groups]
+    steps = [
+        plans.Step(name, train_group, {"ctx": ctx, "ids": g}, resources=gpu)
+        for name, g in zip(group_steps, groups, strict=True)
     ]
-    md += [f"### {title}\n\n![{title}]({name})\n" for name, (title, _) in images.items()]
-    md += ["## Synthetic sets, mask statistics, memorization\n", f"```json\n{facts_json}\n```\n"]
+    steps.append(plans.Step("sets", make_sets, {"ctx": ctx}, {"groups": group_steps}, resources=gpu))
+    folds = folds_of(cfg, data)
+    arm_steps = []
+    for arm in arm_names(cfg.polyp_study, [len(f.train) for f in folds]):
+        for fold in folds:
+            n = arm.rpartition("-n")[2]
+            if n.isdigit() and int(n) > len(fold.train):
+                continue
+            name = f"arm-{arm}-fold{fold.index}"
+            steps.append(plans.Step(name, fold_arm, {"ctx": ctx, "fold": fold.index, "arm": arm},
+                                    {"sets": "sets"}, resources=gpu))  # fmt: skip
+            arm_steps.append(name)
+    steps.append(plans.Step("report", report, {"ctx": ctx}, {"sets": "sets", "results": arm_steps},
+                            retries=0))  # fmt: skip
+    return plans.Plan(STAGE, tuple(steps))
 
-    def img(data: bytes, alt: str) -> str:
-        return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
 
-    cells = "".join(
-        f"<tr><td>{html.escape(r['arm'])}</td><td>{r['train_images']:.0f}</td>"
-        + "".join(f"<td>{r[f'{m}_mean']:.3f} ± {r[f'{m}_std']:.3f}</td>" for m in METRICS)
-        + "</tr>"
-        for r in rows
-    )
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>Polyp study</title><style>"
-        "body{font-family:sans-serif;max-width:1100px;margin:auto}td,th{padding:2px 8px;"
-        "border-bottom:1px solid #ddd;text-align:right}img{image-rendering:pixelated;margin:4px}"
-        "</style></head><body><h1>Polyp segmentation study</h1>"
-        f"<p>{html.escape(intro)}</p><h2>Test metrics (mean ± std over folds)</h2><table><tr>"
-        "<th>arm</th><th>train images</th>"
-        + "".join(f"<th>{m}</th>" for m in METRICS)
-        + f"</tr>{cells}</table><h2>IoU vs number of real images</h2>{img(plot, 'IoU vs n')}"
-        "<h2>Sample image/mask pairs</h2>"
-        + "".join(f"<h3>{html.escape(t)}</h3>{img(b, t)}" for t, b in images.values())
-        + f"<h2>Synthetic sets, mask statistics, memorization</h2><pre>{html.escape(facts_json)}"
-        "</pre></body></html>"
-    )
-    with atomic_dir(out_dir) as tmp:
-        (tmp / "report.md").write_text("\n".join(md), encoding="utf-8")
-        (tmp / "report.html").write_text(page, encoding="utf-8")
-        (tmp / "iou_vs_n.png").write_bytes(plot)
-        for name, (_, data) in images.items():
-            (tmp / name).write_bytes(data)
-    return Path(out_dir)
+def check_settings(cfg: Config) -> None:
+    """Fail before any work when the study's size was not ingested."""
+    from components.errors import ConfigError
+
+    if cfg.polyp_study.image_size not in cfg.data.polyps.sizes:
+        raise ConfigError(
+            f"polyp_study.image_size: {cfg.polyp_study.image_size} px is not ingested "
+            f"(data.polyps.sizes: {cfg.data.polyps.sizes})"
+        )
+    if not cfg.data.polyps.enabled:
+        raise ConfigError("data.polyps.enabled: the polyp study needs the polyp data")
+
+
+def prepare(root: Path, profile: str | None, params: str = "params.yaml") -> tuple[Config, dict[str, str]]:
+    """Check the settings and bring the data up to date (DVC); the config and lineage tags."""
+    from components.config import load_config
+    from components.experiments.study import prepare_data
+
+    cfg = load_config(Path(root) / params, profile)
+    check_settings(cfg)
+    prepare_data(Path(root), cfg)
+    return cfg, {"data.manifest_sha256": validated_sha256(cfg, "polyps")}
+
+
+def run_study(root: Path = Path("."), profile: str | None = None, params: str = "params.yaml") -> dict[str, Any]:
+    """The whole study in this process (see :func:`components.experiments.study.run_local`)."""
+    import sys
+
+    from components.experiments.study import run_local
+
+    return run_local(sys.modules[__name__], root, profile, params)

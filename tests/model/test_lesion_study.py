@@ -11,11 +11,14 @@ import pytest
 import torch
 from torch import nn
 
+from components import arms as arm_recipes
 from components.config import Config, load_config
 from components.errors import ConfigError, DataError
 from components.experiments import lesions
-from components.experiments.report import aggregate, write_report
-from components.generators.base import ImageSet
+from components.experiments.reporting import aggregate
+from components.experiments.study import publish_or_hold
+from components.imageset import ImageSet
+from tests.project import make_project
 
 PARAMS = Path(__file__).resolve().parents[2] / "params.yaml"
 
@@ -65,23 +68,23 @@ def test_arm_recipes_on_tiny_arrays(tmp_path: Path) -> None:
     ]
     real, syn = _set(7, 3, "real"), _set(10, 10, "syn", seed=1)
 
-    balanced = lesions.balanced_arm(real, syn, seed=0)
+    balanced = arm_recipes.balanced(real, syn, seed=0)
     assert balanced.labels is not None
     assert (balanced.labels == 0).sum() == (balanced.labels == 1).sum() == 7
     added = [i for i in balanced.ids or [] if i.startswith("syn")]
     assert len(added) == 4 and all(syn.labels[int(i.split("-")[1])] == 1 for i in added)
 
     arms = {a.family: a for a in lesions.plan_arms(cfg)}
-    only = lesions.arm_training_set(arms["synthetic"], real, syn, 1.0, seed=0)
+    only = arm_recipes.training_set(arms["synthetic"], real, syn, 1.0, seed=0)
     assert only.ids and not any(i.startswith("real") for i in only.ids)
 
-    mixed = lesions.arm_training_set(arms["real+synthetic"], real, syn, 0.5, seed=0)
+    mixed = arm_recipes.training_set(arms["real+synthetic"], real, syn, 0.5, seed=0)
     kinds = [i.split("-")[0] for i in mixed.ids or []]
     assert kinds.count("real") == 10 and kinds.count("syn") == 5
-    assert lesions.arm_training_set(arms["augmented"], real, syn, 1.0, 0) is real
+    assert arm_recipes.training_set(arms["augmented"], real, syn, 1.0, 0) is real
 
     with pytest.raises(DataError, match="needs 4 synthetic malignant images, the set has 2"):
-        lesions.balanced_arm(real, _set(10, 2, "syn"), seed=0)
+        arm_recipes.balanced(real, _set(10, 2, "syn"), seed=0)
 
 
 def test_study_config_rejects_inconsistent_kinds(tmp_path: Path) -> None:
@@ -112,7 +115,10 @@ def _result(arm: str, seed: int, auc: float, flagged: bool = False) -> dict:
 
 def test_aggregate_and_report(tmp_path: Path) -> None:
     rows = aggregate(
-        [_result("real", 0, 0.6), _result("real", 1, 0.8), _result("real+dcgan", 0, 0.7, True)]
+        [_result("real", 0, 0.6), _result("real", 1, 0.8), _result("real+dcgan", 0, 0.7, True)],
+        lesions.ARM_METRICS,
+        keep=("train_images",),
+        repeats="seeds",
     )
     assert [r["arm"] for r in rows] == ["real", "real+dcgan"]
     assert rows[0]["roc_auc_mean"] == pytest.approx(0.7)
@@ -130,11 +136,12 @@ def test_aggregate_and_report(tmp_path: Path) -> None:
             "metrics": {"fid_inception": 12.5},
         }
     }
-    paths = write_report(tmp_path / "report", rows, sets, _cfg(tmp_path))
+    paths = lesions.build_report(rows, sets, _cfg(tmp_path)).write(tmp_path / "report")
     page = paths["report.html"].read_text()
     assert "<table>" in page and "<td>real+dcgan *</td>" in page
     assert "0.700 ± 0.141" in page and "12.500" in page and "NO (memorization)" in page
     assert page.count("<img") == 2 and "data:image/png;base64," in page
+    assert "sample standard deviation (ddof=1)" in page  # the one std convention, stated
     md = paths["report.md"].read_text()
     assert "| real | 2 | 10 | 0.700 ± 0.141" in md
     assert paths["arms.png"].read_bytes()[:4] == b"\x89PNG"
@@ -152,7 +159,12 @@ class _PoolFeatures(nn.Module):
 
 
 def test_cached_features_give_generative_metrics_numbers(tmp_path: Path) -> None:
-    from components.metrics.fid import generative_metrics, inception_features
+    from components.metrics.fid import (
+        draw_index,
+        feature_distances,
+        generative_metrics,
+        inception_features,
+    )
 
     cfg = _cfg(tmp_path, metric_samples=6)
     cfg = lesions.study_config(cfg)
@@ -160,10 +172,10 @@ def test_cached_features_give_generative_metrics_numbers(tmp_path: Path) -> None
     net = _PoolFeatures()
     expected = generative_metrics(real, syn, cfg, net)
     rng = np.random.default_rng(cfg.seed)
-    ri = lesions.draw_index(len(real), 6, rng)
-    si = lesions.draw_index(len(syn), 6, rng)
+    ri = draw_index(len(real), 6, rng)
+    si = draw_index(len(syn), 6, rng)
     feats = inception_features(real, net, 4, "cpu")[ri]
-    got = lesions.feature_distances(
+    got = feature_distances(
         feats, inception_features(syn[si], net, 4, "cpu"), cfg.metrics, cfg.seed, "inception"
     )
     for key, value in got.items():
@@ -177,8 +189,9 @@ def test_memorizing_set_is_held_back_and_clean_set_published(tmp_path: Path) -> 
     root = _git_repo(tmp_path / "project")
     cfg = _cfg(tmp_path)
     meta = {"generator_kind": "dcgan", "seed": 0}
-    held = lesions.publish_or_hold(_set(2, 2, "syn", seed=1), False, cfg, root, meta)
-    published = lesions.publish_or_hold(_set(2, 2, "syn", seed=2), True, cfg, root, meta)
+    held_dir = lesions.study_dir(cfg) / "unpublished"
+    held = publish_or_hold(_set(2, 2, "syn", seed=1), False, cfg, root, meta, held_dir)
+    published = publish_or_hold(_set(2, 2, "syn", seed=2), True, cfg, root, meta, held_dir)
 
     assert not held["published"] and held["md5"] is None
     assert Path(held["set_dir"]).is_relative_to(lesions.study_dir(cfg))
@@ -194,46 +207,51 @@ def test_memorizing_set_is_held_back_and_clean_set_published(tmp_path: Path) -> 
 # a whole (tiny) study through the component function
 
 
+TINY_STUDY = {
+    "data": {"lesions": {"sizes": [32], "max_images": 32}, "polyps": {"enabled": False}},
+    "gan": {"image_size": 32},
+    "generate": {"n_images": 32},
+    "evaluate": {"image_size": 32, "epochs": 1, "batch_size": 8},
+    "metrics": {"quality_pairs": 8, "kid_subsets": 2, "batch_size": 16},
+    "lesion_study": {
+        # dcgan: an unconditional kind, trained one model per class, judged but unused.
+        "gan_kinds": ["dcgan", "acgan"],
+        "image_size": 32,
+        "seeds": [0],
+        "metric_samples": 12,
+        "arms": ["balanced", "synthetic"],
+        "synthetic_only_kinds": ["acgan"],
+        "evaluate_overrides": {},
+        "gan_overrides": {"steps": 2, "base_channels": 4, "batch_size": 8, "checkpoint_every": 2,
+                          "sample_every": 2, "ema_start_step": 0},
+    },
+}  # fmt: skip
+
+
 @pytest.mark.slow
-def test_tiny_study_end_to_end(tmp_path: Path, isic_samples: Path, mlflow_sqlite: str) -> None:
+def test_tiny_study_end_to_end(
+    tmp_path: Path, mlflow_sqlite: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow
 
-    root = _git_repo(tmp_path / "project")
-    cfg = load_config(
-        PARAMS,
-        "demo",
-        overrides={
-            "work_dir": str(tmp_path / "build"),
-            "data": {
-                "lesions": {"source": str(isic_samples), "sizes": [32], "max_images": 32},
-                "polyps": {"enabled": False},
-            },
-            "gan": {"image_size": 32},
-            "generate": {"n_images": 32},
-            "evaluate": {"image_size": 32, "epochs": 1, "batch_size": 8},
-            "metrics": {"quality_pairs": 8, "kid_subsets": 2, "batch_size": 16},
-            "versioning": {"remote_url": str(tmp_path / "remote"), "sets_dir": "sets"},
-            "lesion_study": {
-                # dcgan: an unconditional kind, trained one model per class, judged but unused.
-                "gan_kinds": ["dcgan", "acgan"],
-                "image_size": 32,
-                "seeds": [0],
-                "metric_samples": 12,
-                "arms": ["balanced", "synthetic"],
-                "synthetic_only_kinds": ["acgan"],
-                "gan_overrides": {
-                    "steps": 2,
-                    "base_channels": 4,
-                    "batch_size": 8,
-                    "checkpoint_every": 2,
-                    "sample_every": 2,
-                    "ema_start_step": 0,
-                },
-            },
-        },
-    )
-    result = lesions.run_study(cfg, root=root, extractor=_PoolFeatures())
+    root = make_project(tmp_path / "project", TINY_STUDY, per_class=16)
+    monkeypatch.chdir(root)
+    plan = None
 
+    def keep_plan(ctx):  # type: ignore[no-untyped-def]
+        nonlocal plan
+        plan = build_plan(ctx)
+        return plan
+
+    build_plan = lesions.build_plan
+    monkeypatch.setattr(lesions, "build_plan", keep_plan)
+    result = lesions.run_study(root, "demo", extractor=_PoolFeatures())
+
+    # The plan names what each step needs: the judges wait for the domain classifier's arm.
+    assert plan is not None and set(plan["set-acgan"].upstream()) == {
+        "gan-acgan", "features-real", "arm-real-seed0"
+    }  # fmt: skip
+    assert plan.names.index("arm-real-seed0") < plan.names.index("set-dcgan")
     arms = [r["arm"] for r in result["rows"]]
     assert arms == ["real", "balanced-acgan", "synthetic-acgan"]
     by_arm = {r["arm"]: r for r in result["results"]}
@@ -247,6 +265,7 @@ def test_tiny_study_end_to_end(tmp_path: Path, isic_samples: Path, mlflow_sqlite
     assert {"fid_inception", "kid_domain", "memorization_share", "quality_ssim_mean"} <= set(
         record["metrics"]
     )
+    assert record["metrics"]["fid_n_real"] <= 12 and record["metrics"]["kid_subsets"] == 2
     flagged = not record["published"]
     assert all(r["flagged"] == flagged for r in result["rows"] if r["arm"].endswith("acgan"))
     page = Path(result["report"]).read_text()
@@ -260,7 +279,65 @@ def test_tiny_study_end_to_end(tmp_path: Path, isic_samples: Path, mlflow_sqlite
     assert sorted(runs["tags.mlflow.runName"]) == sorted(
         ["gan-dcgan", "set-dcgan", "gan-acgan", "set-acgan", *(f"{a}-seed0" for a in arms)]
     )
+    assert set(runs["status"]) == {"FINISHED"}
     assert result["sets"]["dcgan"]["train_seconds"] > 0
     assert (Path(result["sets"]["dcgan"]["set_dir"]) / "manifest.csv").is_file()
     parent = mlflow.get_run(result["parent_run_id"])
     assert {"real.roc_auc_mean", "balanced-acgan.f1_std"} <= set(parent.data.metrics)
+    # The data came through the pipeline's own stages, which DVC recorded.
+    assert "validate@demo" in (root / "dvc.lock").read_text()
+
+
+@pytest.mark.slow
+def test_evaluate_stage_and_study_arm_feed_the_classifier_identical_tensors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from components import classifier, stages
+    from components.arms import Arm
+    from components.experiments.study import StudyContext, prepare_data
+    from components.synthetic import write_set
+    from components.train import image_tensor
+
+    root = make_project(tmp_path / "project")
+    monkeypatch.chdir(root)
+    base, cfg = load_config(root / "params.yaml", "demo"), None
+    prepare_data(root, base)
+    cfg = lesions.study_config(base)
+    # A synthetic set at the GAN's size, as the generate stage records it.
+    rng = np.random.default_rng(0)
+    syn = ImageSet(rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8),
+                   np.array([0, 1] * 12), ids=[f"syn-{i:06d}" for i in range(24)])  # fmt: skip
+    set_dir = write_set(syn, root / base.versioning.sets_dir / "syn-set", {"generator_kind": "acgan"})
+    info = {"name": "syn-set", "generator_kind": "acgan", "generator_registered_model": "m",
+            "generator_model_version": 1, "source_manifest_sha256": "x"}  # fmt: skip
+    (base.stage_dir("generate")).mkdir(parents=True, exist_ok=True)
+    (base.stage_dir("generate") / "set.json").write_text(json.dumps(info))
+
+    fed: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+
+    class Fed(Exception):
+        pass
+
+    def record(train, val, cfg_, runtime, reporter, seed, augment=False):  # type: ignore[no-untyped-def]
+        fed.append((str(seed), image_tensor(train.images, cfg_.image_size),
+                    image_tensor(val.images, cfg_.image_size)))  # fmt: skip
+        raise Fed
+
+    monkeypatch.setattr(classifier, "train_classifier", record)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for arm_name in ("real", "real+synthetic"):
+        # The same classifier settings on both sides (the study's overrides included).
+        stage_cfg = base.model_copy(
+            update={"evaluate": cfg.evaluate.model_copy(update={"arms": [arm_name]})}
+        )
+        with pytest.raises(Fed):
+            stages.evaluate(stage_cfg)
+        ctx = StudyContext(cfg, str(root), None)
+        arm = Arm(arm_name, arm_name, None if arm_name == "real" else "acgan")  # type: ignore[arg-type]
+        record_set = {"set_dir": str(set_dir), "published": True, "name": "syn-set"}
+        with pytest.raises(Fed):
+            lesions.study_arm(ctx, arm, base.seed, None if arm_name == "real" else record_set)
+    (s1, train1, val1), (s2, train2, val2), (s3, train3, val3), (s4, train4, val4) = fed
+    assert s1 == s2 and torch.equal(train1, train2) and torch.equal(val1, val2)
+    assert s3 == s4 and torch.equal(train3, train4) and torch.equal(val3, val4)
+    assert len(train3) > len(train1)  # the mixed arm really added synthetic images

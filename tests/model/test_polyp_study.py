@@ -8,14 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from components.config import Config, PolypStudyConfig, SinganConfig, StyleTransferConfig
+from components.config import PolypStudyConfig, load_config
 from components.data.phantoms import phantom
 from components.errors import DataError
 from components.experiments import polyps
-from components.generators.base import ImageSet
+from components.imageset import ImageSet
 from components.runtime import make_runtime, torch_threads
 from components.segmenter import METRICS
-from components.tracking import NullReporter
 
 RUNTIME = make_runtime("cpu", "fp32", False)
 
@@ -87,65 +86,62 @@ def test_arm_sets_take_synthetic_data_only_from_the_folds_training_images() -> N
     assert set(mixed.ids[:2]) == real_n2 and set(polyps.source_ids(mixed)[2:]) == real_n2
 
 
+TINY_STUDY = {
+    "singan": {"min_size": 12, "max_size": 24, "scale_factor": 0.5, "num_layer": 3, "nfc": 8,
+               "niter": 2, "d_steps": 1, "g_steps": 1, "models_at_once": 6},
+    "style_transfer": {"method": "reinhard-lab"},
+    # mobilenet_v2 at 32 px: the cheapest UNet++ that still exercises every step.
+    "data": {"polyps": {"sizes": [32]}},
+    "polyp_study": {"encoder": "mobilenet_v2", "image_size": 32, "epochs": 1, "batch_size": 8,
+                    "folds": 2, "synthetic_per_real": 2, "sweep_sizes": [2]},
+}  # fmt: skip
+
+
 @pytest.mark.slow
-def test_tiny_study_end_to_end(tmp_path: Path) -> None:
-    cfg = Config(
-        seed=1,
-        singan=SinganConfig(
-            min_size=12,
-            max_size=24,
-            scale_factor=0.5,
-            num_layer=3,
-            nfc=8,
-            niter=2,
-            d_steps=1,
-            g_steps=1,
-            models_at_once=6,
-        ),
-        style_transfer=StyleTransferConfig(method="reinhard-lab"),
-        polyp_study=PolypStudyConfig(
-            # mobilenet_v2 at 32 px: the cheapest UNet++ that still exercises every step.
-            encoder="mobilenet_v2",
-            image_size=32,
-            epochs=1,
-            batch_size=8,
-            folds=2,
-            synthetic_per_real=2,
-            sweep_sizes=[2],
-        ),
-    )
-    data = study_data(6, 3, size=32)
+def test_tiny_study_end_to_end(
+    tmp_path: Path, mlflow_sqlite: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    from tests.project import make_project
+
+    root = make_project(tmp_path / "project", TINY_STUDY, per_class=4, polyps=10)
+    monkeypatch.chdir(root)
     with torch_threads(2):
-        figures = polyps.fit_singan(cfg, data.pool, tmp_path / "singan", RUNTIME, NullReporter())
-        gen = polyps.load_singan(cfg, data.pool.ids, tmp_path / "singan", RUNTIME)
-        synthetic = polyps.synthesize(gen, cfg)
-        styled, method = polyps.stylize(synthetic, gen, cfg, RUNTIME)
-        report, mem = polyps.set_report(synthetic, data, cfg)
-        folds = polyps.make_folds(data.pool_table, data.test.ids, cfg.polyp_study.folds, cfg.seed)
-        results = polyps.evaluate_study(data, folds, synthetic, styled, cfg, RUNTIME)
-    assert figures["singan.models"] == 6
-    # 24 px SinGAN samples, resized to the segmenter's 32 px; masks stay binary.
-    assert synthetic.images.shape == (12, 32, 32, 3) and set(np.unique(synthetic.masks)) <= {0, 1}
-    assert method == "reinhard-lab" and np.array_equal(styled.masks, synthetic.masks)
-    assert report["mask_stats"]["real"]["n"] == 6 and report["mask_stats"]["synthetic"]["n"] == 12
-    assert report["memorization"]["features"] == "pixels" and 0 <= mem.memorized_share <= 1
+        result = polyps.run_study(root, "demo")
 
     arms = ["real", "synthetic", "synthetic+style", "real-n2", "real+synthetic-n2"]
-    assert sorted((r.arm, r.fold) for r in results) == sorted((a, f) for a in arms for f in (0, 1))
-    assert sum(r.state_dict is not None for r in results) == len(arms)  # one kept per arm
-    rows = polyps.summarize(results)
+    rows = result["rows"]
     assert [r["arm"] for r in rows] == arms
+    assert sorted((r["arm"], r["fold"]) for r in result["results"]) == sorted(
+        (a, f) for a in arms for f in (0, 1)
+    )
     for row in rows:
+        assert row["folds"] == 2
         for m in METRICS:
             assert 0 <= row[f"{m}_mean"] <= 1 and row[f"{m}_std"] >= 0
-    best = polyps.best_model(results, "iou")
-    assert best.arm == max(rows, key=lambda r: r["iou_mean"])["arm"]
+    # The arms trained on the sets the study wrote (published with DVC, or held back).
+    for kind in ("singan-seg", "singan-seg-style"):
+        record = result["sets"][kind]
+        assert (Path(record["set_dir"]) / "set.json").is_file()
+        assert record["published"] == (record["md5"] is not None)
+        assert record["mask_stats"]["synthetic"]["n"] == 2 * record["mask_stats"]["real"]["n"]
+        assert record["memorization"]["features"] == "pixels"
+    assert result["style_method"] == "reinhard-lab"
+    promo = result["promotion"]
+    best = max(rows, key=lambda r: r["iou_mean"])
+    assert promo["arm"] == best["arm"] and promo["registered_model"] == "synthmed-polyp-segmenter"
+    version = mlflow.MlflowClient().get_model_version("synthmed-polyp-segmenter", promo["version"])
+    assert version.tags["synthmed.arm"] == best["arm"]
+    runs = mlflow.search_runs(filter_string=f"tags.mlflow.parentRunId = '{result['parent_run_id']}'")
+    assert "promotion" in set(runs["tags.mlflow.runName"])
 
-    out = polyps.write_report(
-        tmp_path / "report", rows, {"real": data.pool, "synthetic": synthetic}, report, cfg
-    )
+    out = Path(result["report"]).parent
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 3  # plot + two sample grids, all inline
+    assert page.count("data:image/png;base64,") == 4  # plot + three sample grids, all inline
     assert 'src="http' not in page and "real+synthetic-n2" in page
     assert "iou_vs_n.png" in (out / "report.md").read_text()
     assert (out / "iou_vs_n.png").read_bytes().startswith(b"\x89PNG")
+    assert not (polyps.study_dir(load_config(root / "params.yaml")) / "models").exists() or not any(
+        (polyps.study_dir(load_config(root / "params.yaml")) / "models").rglob("*.pt")
+    )  # only the promoted model was kept, and it lives in the registry
