@@ -38,7 +38,7 @@ from components.config import Config, EvaluateConfig, GanConfig, config_digest
 from components.data.store import load_split, validated_sha256
 from components.errors import ConfigError
 from components.experiments.reporting import STD_NOTE, Report, aggregate, fig_png, fmt, mean_pm_std
-from components.experiments.study import StudyContext, log_rows
+from components.experiments.study import StudyContext
 from components.imageset import RESIZE_KERNEL, ImageSet, png_bytes, preview
 from components.io import atomic_write_bytes
 
@@ -502,22 +502,12 @@ def report(
     ctx: StudyContext, sets: dict[str, dict[str, Any]], results: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Aggregate over seeds, write the report (and give it to the parent run); the summary."""
-    import json
+    from components.experiments.study import finish
 
     cfg = ctx.cfg
     rows = aggregate(results, ARM_METRICS, keep=("train_images",), repeats="seeds")
     summary = {"profile": cfg.profile, "rows": rows, "sets": sets, "results": results}
-    out = study_dir(cfg) / "report"
-    paths = build_report(rows, sets, cfg).write(
-        out, {"results.json": json.dumps(summary, indent=2, sort_keys=True, default=str)}
-    )
-    summary["report"] = str(paths["report.html"])
-    parent = ctx.parent()
-    for name in ("report.md", "report.html", "arms.png"):
-        parent.artifact(paths[name], "report")
-    log_rows(parent, rows)
-    parent.dict(summary, "lesion_study.json")
-    return summary
+    return finish(ctx, build_report(rows, sets, cfg), summary, rows, study_dir(cfg) / "report")
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ from components.config import Config, MetricsConfig, PolypStudyConfig, config_di
 from components.data.store import ingest_dir, validated_dir, validated_sha256
 from components.errors import DataError
 from components.experiments.reporting import STD_NOTE, Report, aggregate, fig_png, mean_pm_std
-from components.experiments.study import StudyContext, log_rows, publish_or_hold
+from components.experiments.study import StudyContext, finish, publish_or_hold
 from components.imageset import RESIZE_KERNEL, ImageSet, concat, preview, resize
 from components.io import atomic_write_bytes
 from components.segmenter import METRICS
@@ -593,17 +593,7 @@ def report(ctx: StudyContext, sets: dict[str, Any], results: list[dict[str, Any]
             Path(sets["sets"][kind]["set_dir"])
         )
     summary = {"profile": cfg.profile, "rows": rows, "results": results, **facts}
-    paths = build_report(rows, samples, facts, cfg).write(
-        study_dir(cfg) / "report",
-        {"results.json": json.dumps(summary, indent=2, sort_keys=True, default=str)},
-    )
-    summary["report"] = str(paths["report.html"])
-    parent = ctx.parent()
-    for name in ("report.md", "report.html", "iou_vs_n.png"):
-        parent.artifact(paths[name], "report")
-    log_rows(parent, rows)
-    parent.dict(summary, "polyp_study.json")
-    return summary
+    return finish(ctx, build_report(rows, samples, facts, cfg), summary, rows, study_dir(cfg) / "report")
 
 
 # --------------------------------------------------------------------------------------------

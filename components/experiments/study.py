@@ -104,6 +104,26 @@ def log_rows(parent: tracking.Reporter, rows: list[dict[str, Any]], by: str = "a
         )
 
 
+def finish(
+    ctx: StudyContext, report: Any, summary: dict[str, Any], rows: list[dict[str, Any]], out: Path
+) -> dict[str, Any]:
+    """Write the study's report (with ``results.json``) into ``out``, hand the report files,
+    the results table and the summary to the parent run; returns the summary with its path."""
+    import json
+
+    paths = report.write(
+        out, {"results.json": json.dumps(summary, indent=2, sort_keys=True, default=str)}
+    )
+    summary = {**summary, "report": str(paths["report.html"])}
+    parent = ctx.parent()
+    for name, path in paths.items():
+        if name != "results.json":
+            parent.artifact(path, "report")
+    log_rows(parent, rows)
+    parent.dict(summary, "study.json")
+    return summary
+
+
 def publish_or_hold(
     samples: ImageSet, passed: bool, cfg: Config, root: Path, meta: dict[str, Any], held_dir: Path
 ) -> dict[str, Any]:
