@@ -8,10 +8,12 @@ template cannot silently grow an expression these tests never rendered.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import hcl2
@@ -196,3 +198,12 @@ def read_env_file(path: Path) -> dict[str, str]:
             assert sep, f"{path.name}: not KEY=value: {line}"
             env[key] = value
     return env
+
+
+def load_module(path: Path) -> ModuleType:
+    """Import a script of infra/ (not a package) by its path."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from flows.cli import QUIET_ENV
-from tests.infra.readers import INFRA, SYSTEMD_DIR, read_env_file, read_unit
+from tests.infra.readers import INFRA, SYSTEMD_DIR, load_module, read_env_file, read_unit
 
 UNITS = sorted(SYSTEMD_DIR.glob("*.service"))
 SYSTEM_UNITS = Path("/lib/systemd/system")
@@ -65,7 +65,7 @@ def test_unit_passes_systemd_analyze_verify(unit: Path, tmp_path: Path) -> None:
 def test_verify_does_report_a_broken_unit(tmp_path: Path) -> None:
     root = fake_root(tmp_path)
     unit = root / "etc/systemd/system/synthmed-worker.service"
-    unit.write_text(unit.read_text().replace("KillMode=control-group", "KillMode=gently"))
+    unit.write_text(unit.read_text().replace("KillMode=mixed", "KillMode=gently"))
     proc = verify(root, unit.name)
     assert "kill mode" in (proc.stdout + proc.stderr).lower()
 
@@ -75,10 +75,10 @@ def test_worker_unit_stops_the_way_prefect_needs() -> None:
     assert service["ExecStart"][0].split()[:5] == [
         "/opt/synthmed/.venv/bin/prefect", "worker", "start", "--pool", "gpu"
     ]
-    # SIGINT to every process of the unit: the flow runs record themselves CRASHED (see
-    # test_worker_stop_sequence.py); the worker ignores it and is killed after the timeout.
+    # SIGINT to the worker, which stops its own flow runs (test_worker_stop_sequence.py), and
+    # SIGKILL for anything left after the timeout.
     assert service["KillSignal"] == ["SIGINT"]
-    assert service["KillMode"] == ["control-group"]
+    assert service["KillMode"] == ["mixed"]
     assert 10 <= int(service["TimeoutStopSec"][0]) <= 90
     assert service["Restart"] == ["on-failure"]
     assert service["User"] == ["synthmed"]
@@ -86,10 +86,19 @@ def test_worker_unit_stops_the_way_prefect_needs() -> None:
 
 def test_worker_unit_points_prefect_yaml_at_the_checkout() -> None:
     service = read_unit(SYSTEMD_DIR / "synthmed-worker.service")["Service"]
-    assert service["Environment"] == [f"SYNTHMED_PROJECT_DIR={service['WorkingDirectory'][0]}"]
+    assert f"SYNTHMED_PROJECT_DIR={service['WorkingDirectory'][0]}" in service["Environment"]
     assert service["EnvironmentFile"] == [
         "/opt/synthmed/infra/systemd/synthmed.env", "/etc/synthmed/worker.env"
     ]
+
+
+def test_flow_runs_heartbeat_as_often_as_the_zombie_automation_expects() -> None:
+    service = read_unit(SYSTEMD_DIR / "synthmed-worker.service")["Service"]
+    automations = load_module(INFRA / "prefect_automations.py")
+    assert f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY={automations.HEARTBEAT_SECONDS}" in service["Environment"]
+    trigger = automations.zombie_automation().trigger
+    assert trigger.within.total_seconds() > 2 * automations.HEARTBEAT_SECONDS
+    assert "prefect.flow-run.heartbeat" in trigger.after
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
