@@ -158,6 +158,7 @@ data "aws_iam_policy_document" "ray_head" {
         "${local.ec2_arn}:volume/*",
         "${local.ec2_arn}:network-interface/*",
         "${local.ec2_arn}:key-pair/*",
+        "${local.ec2_arn}:spot-instances-request/*", # the cluster's GPU workers are Spot
         "arn:${local.partition}:ec2:${var.region}::image/*",
       ],
       aws_subnet.public[*].arn,

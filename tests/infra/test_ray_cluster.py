@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.infra.readers import REPO_ROOT, RAY_CLUSTER, outputs, resources, variables
+from tests.infra.readers import REPO_ROOT, RAY_CLUSTER, one, outputs, resources, variables
 from tests.infra.test_startup_scripts import shellcheck_binary
 
 
@@ -76,6 +76,24 @@ def test_cluster_uses_terraforms_names_region_and_launch_templates() -> None:
     assert config["available_node_types"]["gpu_worker"]["node_config"]["InstanceType"] == (
         variables()["gpu_instance_type"]["default"]
     )
+
+
+def test_ray_head_may_launch_what_the_cluster_asks_for() -> None:
+    from tests.infra.readers import data_sources
+
+    policy = data_sources("aws_iam_policy_document")["ray_head"]
+    launch = [s for s in policy["statement"] if s["actions"] == ["ec2:RunInstances"]]
+    # a list of ARNs, or one concat(...) expression
+    resources_ = " ".join(
+        s["resources"] if isinstance(s["resources"], str) else " ".join(s["resources"])
+        for s in launch
+    )
+    assert "aws_launch_template.ray_worker.arn" in resources_
+    spot = any("InstanceMarketOptions" in node["node_config"]
+               for node in cluster()["available_node_types"].values())  # fmt: skip
+    assert not spot or "spot-instances-request/*" in resources_
+    (tagged,) = [s for s in launch if "condition" in s]
+    assert one(tagged["condition"])["variable"] == "aws:RequestTag/ray-cluster-name"
 
 
 def test_cluster_env_comes_from_terraform_and_stays_out_of_git() -> None:
