@@ -21,8 +21,15 @@ def http_json(url: str, body: dict | None = None) -> dict:
 
 
 def prefect(env: dict[str, str], cwd: Path, *args: str) -> str:
-    proc = subprocess.run([str(BIN / "prefect"), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "prefect"), *args],
+        cwd=cwd,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 

@@ -32,7 +32,7 @@ _HCL = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False
 
 @cache
 def terraform() -> dict[str, list[dict[str, Any]]]:
-    """Every top-level block of every ``*.tf`` file, grouped by kind (``resource``, ``variable``...)."""
+    """Every top-level block of every ``*.tf`` file, by kind (``resource``, ``variable``...)."""
     merged: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(TERRAFORM_DIR.glob("*.tf")):
         parsed = hcl2.loads(path.read_text(), serialization_options=_HCL)

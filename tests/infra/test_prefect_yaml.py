@@ -22,7 +22,11 @@ from tests.integration.servers import BIN, make_tiny_project, spawn, stop
 
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
 DOCUMENTED_PULL = [
-    {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $SYNTHMED_PROJECT_DIR }}"}}
+    {
+        "prefect.deployments.steps.set_working_directory": {
+            "directory": "{{ $SYNTHMED_PROJECT_DIR }}"
+        }
+    }
 ]
 
 

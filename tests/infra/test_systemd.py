@@ -1,4 +1,4 @@
-"""The systemd units the VMs install: `systemd-analyze verify`, the stop sequence, the environment."""
+"""The systemd units the VMs install: `systemd-analyze verify`, how they stop, their environment."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def verify(root: Path, unit: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["systemd-analyze", "verify", "--man=no", f"--root={root}",
          str(root / "etc/systemd/system" / unit)],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
 
 
@@ -58,7 +58,9 @@ needs_systemd_analyze = pytest.mark.skipif(
 def test_unit_passes_systemd_analyze_verify(unit: Path, tmp_path: Path) -> None:
     proc = verify(fake_root(tmp_path), unit.name)
     # verify exits 0 on unknown keys and unparsable values: any message at all is a failure.
-    assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), proc.stdout + proc.stderr
+    assert proc.returncode == 0 and not (proc.stdout + proc.stderr).strip(), (
+        proc.stdout + proc.stderr
+    )
 
 
 @needs_systemd_analyze
@@ -73,7 +75,11 @@ def test_verify_does_report_a_broken_unit(tmp_path: Path) -> None:
 def test_worker_unit_stops_the_way_prefect_needs() -> None:
     service = read_unit(SYSTEMD_DIR / "synthmed-worker.service")["Service"]
     assert service["ExecStart"][0].split()[:5] == [
-        "/opt/synthmed/.venv/bin/prefect", "worker", "start", "--pool", "gpu"
+        "/opt/synthmed/.venv/bin/prefect",
+        "worker",
+        "start",
+        "--pool",
+        "gpu",
     ]
     # SIGINT to the worker, which stops its own flow runs (test_worker_stop_sequence.py), and
     # SIGKILL for anything left after the timeout.
@@ -88,14 +94,18 @@ def test_worker_unit_points_prefect_yaml_at_the_checkout() -> None:
     service = read_unit(SYSTEMD_DIR / "synthmed-worker.service")["Service"]
     assert f"SYNTHMED_PROJECT_DIR={service['WorkingDirectory'][0]}" in service["Environment"]
     assert service["EnvironmentFile"] == [
-        "/opt/synthmed/infra/systemd/synthmed.env", "/etc/synthmed/worker.env"
+        "/opt/synthmed/infra/systemd/synthmed.env",
+        "/etc/synthmed/worker.env",
     ]
 
 
 def test_flow_runs_heartbeat_as_often_as_the_zombie_automation_expects() -> None:
     service = read_unit(SYSTEMD_DIR / "synthmed-worker.service")["Service"]
     automations = load_module(INFRA / "prefect_automations.py")
-    assert f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY={automations.HEARTBEAT_SECONDS}" in service["Environment"]
+    assert (
+        f"PREFECT_FLOWS_HEARTBEAT_FREQUENCY={automations.HEARTBEAT_SECONDS}"
+        in service["Environment"]
+    )
     trigger = automations.zombie_automation().trigger
     assert trigger.within.total_seconds() > 2 * automations.HEARTBEAT_SECONDS
     assert "prefect.flow-run.heartbeat" in trigger.after
