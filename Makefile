@@ -22,6 +22,10 @@ export PATH                             := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: demo test install bench clean
 
+# checkov (the Terraform policy scanner tests/infra runs) pins boto3, packaging... below the
+# project's lock, so it lives in its own venv, installed from its own lock.
+CHECKOV_VENV := .venv-checkov
+
 install: $(STAMP)
 
 # torch first and alone: pip takes it from local disk; any other installer would download GBs.
@@ -35,7 +39,12 @@ $(STAMP): pyproject.toml requirements/lock.txt
 demo: $(STAMP)
 	$(BIN)/synthmed demo
 
-test: $(STAMP)
+$(CHECKOV_VENV): infra/checkov-requirements.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet -r infra/checkov-requirements.txt
+	touch $(CHECKOV_VENV)
+
+test: $(STAMP) $(CHECKOV_VENV)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
