@@ -63,8 +63,12 @@ def corpus(
         overrides = _overrides(root, root / "lesions", root / "polyps", root / "mlflow.db")
         overrides["validation"] = {"max_failed_share": 1.0}
         cfg = load_config(repo_root / "params.yaml", "demo", overrides=overrides)
-        ingested = stages.ingest(cfg)
-        stages.validate(cfg)
+        # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; undo it, or later tests' child
+        # processes (dvc repro) would log into this module's store.
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+            ingested = stages.ingest(cfg)
+            stages.validate(cfg)
         for dataset, layout in (("lesions", lesion_layout), ("polyps", polyp_layout)):
             runs[layout] = {
                 "expected": expected[layout],
@@ -235,12 +239,11 @@ def test_both_datasets_over_threshold_named_in_one_line(
 
 
 def test_a_second_ingest_of_the_corpus_is_byte_identical(
-    repo_root: Path, tmp_path: Path, _mlflow_template_db: Path
+    repo_root: Path, tmp_path: Path, mlflow_sqlite: str
 ) -> None:
     """Reasons are a function of the files only: same corpus, same manifest and quarantine."""
     build_legacy(tmp_path / "lesions")
     build_kvasir(tmp_path / "polyps")
-    shutil.copy(_mlflow_template_db, tmp_path / "mlflow.db")
     overrides = _overrides(tmp_path, tmp_path / "lesions", tmp_path / "polyps",
                            tmp_path / "mlflow.db")  # fmt: skip
     overrides["validation"] = {"max_failed_share": 1.0}
