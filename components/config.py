@@ -140,12 +140,54 @@ class ValidationConfig(_Section):
         le=1,
         description="Largest share of mask pixels away from both 0 and 255 (JPEG masks are noisy).",
     )
+    min_mask_foreground_share: float = Field(
+        0.001,
+        ge=0,
+        le=1,
+        description="Smallest share of polyp-mask pixels that must be foreground; an empty mask "
+        "(a frame without polyp) is quarantined unless this is 0.",
+    )
+    max_mask_foreground_share: float = Field(
+        0.99,
+        ge=0,
+        le=1,
+        description="Largest share of mask pixels that may be foreground: a mask with no "
+        "background (an RGBA image that is opaque everywhere) carries no outline.",
+    )
+    max_aspect_ratio: float = Field(
+        3.0,
+        ge=1,
+        description="Largest long side / short side: images are resized whole to squares, and "
+        "a strip would be squashed beyond recognition.",
+    )
+    quarantine_near_duplicates: bool = Field(
+        True,
+        description="Quarantine perceptual near-duplicates (a re-encoded or resized copy) of an "
+        "image with a smaller id. Off: they stay and are kept in one split. Copies with the same "
+        "bytes or the same pixels are always quarantined.",
+    )
+    near_duplicate_max_distance: float = Field(
+        2.0,
+        ge=0,
+        le=255,
+        description="Two images are near-duplicates when their 8x8 grayscale thumbnails differ "
+        "by at most this mean absolute difference (grey levels 0-255). Re-encoding or halving an "
+        "image moves it by under 2; distinct images are 3 or more apart (the embedded samples).",
+    )
     max_failed_share: float = Field(
         0.1,
         ge=0,
         le=1,
         description="The stage fails when more than this share of rows is quarantined.",
     )
+
+    @field_validator("max_mask_foreground_share")
+    @classmethod
+    def _foreground_bounds(cls, v: float, info: Any) -> float:
+        low = info.data.get("min_mask_foreground_share")
+        if low is not None and v < low:
+            raise ValueError(f"below min_mask_foreground_share ({low:g}): every mask would fail")
+        return v
 
 
 # --------------------------------------------------------------------------------------------

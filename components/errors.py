@@ -21,5 +21,9 @@ class DataError(SynthmedError):
     """A data source cannot be read at all (missing folder, empty S3 prefix, no images)."""
 
 
+class OutputError(SynthmedError):
+    """An output location cannot be written: read-only, full, or not a folder."""
+
+
 class ValidationFailed(SynthmedError):
     """More rows failed validation than the configured threshold allows."""

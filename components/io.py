@@ -3,11 +3,16 @@
 Nothing synthmed writes may be seen half-written: every file goes to a temporary name in the same
 folder and is renamed into place (``os.replace`` is atomic on POSIX), and a folder is built under a
 temporary name and swapped in whole.
+
+An output location that takes no writes (read-only, full, a path under a regular file) is a user's
+problem, not a bug: the writers raise :class:`~components.errors.OutputError`, one line naming the
+output and the system's reason, and leave what was there before untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -17,20 +22,58 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from components.errors import OutputError
+
+# errno values that say "this place takes no writes". Inside atomic_dir's body only these become
+# OutputError: a missing or unreadable *input* read there keeps its own exception.
+_UNWRITABLE = frozenset({
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EFBIG,
+    errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
+})  # fmt: skip
+
+
+def _cannot_write(path: Path, exc: OSError) -> OutputError:
+    """One line: the output, the system's reason and, when another, the place that refused.
+
+    The refusing place is named only when it is above ``path`` (a parent that is a file, say):
+    the temporary names these helpers use are never shown.
+    """
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        where = Path(os.fsdecode(exc.filename))
+        if where != path and path.is_relative_to(where):
+            reason = f"{reason}: {where}"
+    return OutputError(f"{path}: cannot write ({reason})")
+
+
+def _inside(exc: OSError, folder: Path) -> bool:
+    if exc.filename is None:
+        return True  # a failed write() names no file (ENOSPC, EFBIG)
+    return Path(os.fsdecode(exc.filename)).resolve().is_relative_to(folder.resolve())
+
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename.
+
+    Raises:
+        OutputError: the folder cannot be created or written (read-only, full, not a folder).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _cannot_write(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _cannot_write(path, exc) from exc
         raise
     return path
 
@@ -49,20 +92,38 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Build a folder under a temporary name; on success replace ``path`` with it.
 
     If the body raises, the temporary folder is removed and ``path`` is left as it was.
+
+    Raises:
+        OutputError: the folder cannot be created, or writing into it failed for lack of room or
+            permission (also when the body's own write failed so, inside the temporary folder).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    except OSError as exc:
+        raise _cannot_write(path, exc) from exc
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        cause = exc.__cause__ if isinstance(exc, OutputError) else exc
+        # A nested atomic write names its temporary file; the user knows this folder.
+        if isinstance(cause, OSError) and cause.errno in _UNWRITABLE and _inside(cause, tmp):
+            raise _cannot_write(path, cause) from cause
         raise
     old = path.with_name(f".{path.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
+    try:
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if old.exists() and not path.exists():
+            with contextlib.suppress(OSError):
+                os.replace(old, path)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _cannot_write(path, exc) from exc
     shutil.rmtree(old, ignore_errors=True)
 
 

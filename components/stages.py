@@ -78,7 +78,7 @@ def validate(cfg: Config) -> dict[str, Any]:
     )
 
     metrics: dict[str, Any] = {}
-    results = {}
+    results, tables = {}, {}
     with tracking.start_run(cfg, "validate") as rep:
         for dataset in set(DATASETS) - set(datasets(cfg)):
             write_disabled(validated_dir(cfg, dataset), "dataset.csv")
@@ -102,13 +102,23 @@ def validate(cfg: Config) -> dict[str, Any]:
                 seed=cfg.seed,
                 stratify="label" if dataset == "lesions" else None,
             )
-            atomic_write_text(out / "dataset.csv", split.to_csv(index=False))
+            tables[dataset] = split
             counts = split["split"].value_counts().to_dict()
             metrics[dataset] = {**result.summary, "splits": counts}
             results[dataset] = result
-        # Reports are written before failing, so a failed run still explains itself.
-        for dataset, result in results.items():
-            check_threshold(result, cfg.validation, report=validated_dir(cfg, dataset))
+        # Reports are written before failing, so a failed run still explains itself; all
+        # datasets are judged at once, so the one line names every one that failed. The
+        # tables the next stages read are written only after that: a failed validation
+        # leaves none behind (not even an older one), so nothing trains on rejected data.
+        reports = {dataset: validated_dir(cfg, dataset) for dataset in results}
+        try:
+            check_threshold(list(results.values()), cfg.validation, report=reports)
+        except BaseException:
+            for dataset in results:
+                (validated_dir(cfg, dataset) / "dataset.csv").unlink(missing_ok=True)
+            raise
+        for dataset, split in tables.items():
+            atomic_write_text(validated_dir(cfg, dataset) / "dataset.csv", split.to_csv(index=False))
     return _write_metrics(cfg, "validate", metrics)
 
 

@@ -9,6 +9,13 @@ CMYK, expected RGB"`` (sizes are width x height). A table-level failure (a missi
 integer) leaves no row trustworthy, so it quarantines every row; the threshold check then stops
 the stage with a one-line explanation.
 
+Two checks look at derived columns the suite adds to the batch: ``aspect_ratio`` (long side /
+short side) and ``duplicate``, the verdict of :func:`components.data.duplicates.find_duplicates`
+(a copy of another row by bytes, pixels or thumbnail, naming the id it copies). Any error that
+ingestion recorded quarantines its row too. Clean rows gain one column, ``duplicate_group``: the
+first id of the near-duplicate group a row belongs to when near-duplicates are kept
+(``quarantine_near_duplicates: false``), blank otherwise; the splits keep such a group together.
+
 The manifest is expected as ``components.data.read_manifest`` returns it: nullable integer sizes,
 boolean ``decodable``, blank text where a value is missing. Typical use by the validate stage::
 
@@ -24,14 +31,16 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from components.config import ValidationConfig
+from components.data.duplicates import find_duplicates
 from components.data.manifest import COLUMNS
 from components.errors import ValidationFailed
 from components.io import atomic_dir, atomic_write_json, atomic_write_text
@@ -61,7 +70,8 @@ class ValidationResult:
 
     Attributes:
         dataset: ``lesions`` or ``polyps``.
-        clean: rows that passed every expectation, unchanged (fresh 0..n-1 index).
+        clean: rows that passed every expectation, unchanged (fresh 0..n-1 index), plus
+            ``duplicate_group`` (see the module docstring).
         quarantine: rows that failed, unchanged, plus ``reason`` (all reasons joined by "; ").
         gx_result: the GX suite validation result as a JSON-able dict.
         summary: counts, failed share, rows failed per check, and class balance (lesions) or
@@ -126,6 +136,48 @@ def _with_error(text: str, row: pd.Series) -> str:
     return text if _missing(error) or not str(error).strip() else f"{text}: {error}"
 
 
+def _true(value: Any) -> bool:
+    return isinstance(value, bool | np.bool_) and bool(value)
+
+
+def _error_reason(row: pd.Series, dataset: Dataset) -> str | None:
+    """The ingestion error of a row, unless a check that quotes it already failed the row."""
+    told = not _true(row.get("decodable")) or (dataset == "lesions" and _missing(row.get("label")))
+    return None if told else str(row["error"])
+
+
+def _foreground_reason(row: pd.Series, cfg: ValidationConfig) -> str:
+    share = float(row["mask_foreground_share"])
+    if share < cfg.min_mask_foreground_share:
+        if share == 0:
+            return "mask empty (no foreground)"
+        return (
+            f"mask foreground {share:.2%}, below min_mask_foreground_share "
+            f"{cfg.min_mask_foreground_share:.2%}"
+        )
+    if share == 1:
+        return "mask full (no background)"
+    return (
+        f"mask foreground {share:.2%}, above max_mask_foreground_share "
+        f"{cfg.max_mask_foreground_share:.2%}"
+    )
+
+
+def _derived(df: pd.DataFrame, cfg: ValidationConfig) -> tuple[pd.DataFrame, dict[Any, str]]:
+    """The batch GX validates: the manifest plus ``aspect_ratio`` and ``duplicate``; and the
+    near-duplicate group of each row that has one."""
+    out = df.copy()
+    if {"width", "height"} <= set(df.columns):
+        sides = df[["width", "height"]].apply(pd.to_numeric, errors="coerce").astype(float)
+        short = sides.min(axis=1)
+        out["aspect_ratio"] = (sides.max(axis=1) / short.where(short > 0)).astype(float)
+    else:
+        out["aspect_ratio"] = np.nan
+    found = find_duplicates(df, cfg.near_duplicate_max_distance, cfg.quarantine_near_duplicates)
+    out["duplicate"] = pd.Series(found.reasons, index=df.index, dtype=object)
+    return out, found.groups
+
+
 def _checks(df: pd.DataFrame, cfg: ValidationConfig, dataset: Dataset) -> list[_Check]:
     """The suite for one dataset; expectations are GX objects, reasons are plain functions."""
     import great_expectations.expectations as gxe
@@ -167,6 +219,18 @@ def _checks(df: pd.DataFrame, cfg: ValidationConfig, dataset: Dataset) -> list[_
             gxe.ExpectColumnValuesToBeInSet(column="decodable", value_set=[True]),
             lambda row: _with_error("not decodable", row),
         ),
+        # Ingestion records what is wrong with a file or its metadata (an id listed twice, an id
+        # that is no file name, an undecodable mask); any such row is unusable.
+        _Check(
+            "ingestion error",
+            gxe.ExpectColumnValuesToBeNull(column="error"),
+            lambda row: _error_reason(row, dataset),
+        ),
+        _Check(
+            "duplicate image",
+            gxe.ExpectColumnValuesToBeNull(column="duplicate"),
+            lambda row: str(row["duplicate"]),
+        ),
         _Check(
             "mode not RGB",
             gxe.ExpectColumnValuesToBeInSet(column="mode", value_set=["RGB"]),
@@ -179,6 +243,16 @@ def _checks(df: pd.DataFrame, cfg: ValidationConfig, dataset: Dataset) -> list[_
                 lambda row: f"image {_size(row)}, smaller than min_side {cfg.min_side}",
             )
             for col in ("height", "width")
+        ),
+        _Check(
+            "aspect ratio above max",
+            gxe.ExpectColumnValuesToBeBetween(
+                column="aspect_ratio", max_value=cfg.max_aspect_ratio
+            ),
+            lambda row: (
+                f"image {_size(row)}, aspect ratio {row['aspect_ratio']:.1f} above "
+                f"max_aspect_ratio {cfg.max_aspect_ratio}"
+            ),
         ),
     ]
     if dataset == "lesions":
@@ -222,6 +296,15 @@ def _checks(df: pd.DataFrame, cfg: ValidationConfig, dataset: Dataset) -> list[_
                     column="mask_nonbinary_share", max_value=cfg.max_mask_nonbinary_share
                 ),
                 lambda row: f"mask not binary ({row['mask_nonbinary_share']:.0%} grey)",
+            ),
+            _Check(
+                "mask foreground share",
+                gxe.ExpectColumnValuesToBeBetween(
+                    column="mask_foreground_share",
+                    min_value=cfg.min_mask_foreground_share,
+                    max_value=cfg.max_mask_foreground_share,
+                ),
+                lambda row: _foreground_reason(row, cfg),
             ),
         ]
     for check in checks:
@@ -318,7 +401,8 @@ def validate_manifest(
         The clean and quarantined rows, GX's full result and a summary.
     """
     data = df.reset_index(drop=True)
-    checked = _blanks_to_na(data)
+    batch, groups = _derived(data, cfg)
+    checked = _blanks_to_na(batch)
     checks = _checks(checked, cfg, dataset)
     gx_result = _run_suite(checked, checks, dataset)
     by_name = {c.name: c for c in checks}
@@ -329,11 +413,15 @@ def validate_manifest(
         rows = _failed_rows(checked, check, outcome)
         failures[check.name] = len(rows)
         for i, reason in rows.items():
-            # Two expectations can tell the same story (mask height and width); say it once.
-            if reason not in reasons.setdefault(i, []):
-                reasons[i].append(reason)
+            # Two expectations can tell the same story (mask height and width, a missing mask
+            # and the reader's "missing mask" error); say each part once.
+            for part in reason.split("; "):
+                if part not in reasons.setdefault(i, []):
+                    reasons[i].append(part)
     failed = sorted(reasons)
-    clean = data.drop(index=failed).reset_index(drop=True)
+    clean = data.drop(index=failed)
+    clean = clean.assign(duplicate_group=[groups.get(i, "") for i in clean.index])
+    clean = clean.reset_index(drop=True)
     quarantine = data.loc[failed].reset_index(drop=True)
     quarantine["reason"] = ["; ".join(reasons[i]) for i in failed]
     summary = _summary(dataset, len(data), clean, failures, cfg)
@@ -341,30 +429,42 @@ def validate_manifest(
 
 
 def check_threshold(
-    result: ValidationResult, cfg: ValidationConfig, report: str | os.PathLike[str] | None = None
+    results: ValidationResult | Sequence[ValidationResult],
+    cfg: ValidationConfig,
+    report: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> None:
-    """Stop the stage when more rows failed than ``cfg.max_failed_share`` allows.
+    """Stop the stage when, in any dataset, more rows failed than ``cfg.max_failed_share`` allows.
+
+    All results are judged before raising, so when lesions and polyps both fail the one line
+    names both (joined by " | ").
 
     Args:
-        result: the verdict of :func:`validate_manifest`.
+        results: the verdicts of :func:`validate_manifest` (one, or one per dataset).
         cfg: the validation section (``max_failed_share``).
-        report: the folder :func:`write_report` wrote, named in the message so the user knows
-            where the quarantined rows are.
+        report: the folder :func:`write_report` wrote (or, for several results, a mapping from
+            dataset to folder), named in the message so the user knows where the quarantined
+            rows are.
 
     Raises:
         ValidationFailed: one line with the counts, the top reasons and where to look.
     """
-    s = result.summary
-    if s["failed_share"] <= cfg.max_failed_share:
-        return
-    top = Counter({k: v for k, v in s["failures"].items() if v}).most_common(3)
-    reasons = ", ".join(f"{name} ({n})" for name, n in top)
-    where = f"; see {Path(report) / 'quarantine.csv'}" if report is not None else ""
-    raise ValidationFailed(
-        f"{result.dataset}: {s['quarantined']} of {s['total']} rows ({s['failed_share']:.1%}) "
-        f"failed validation, more than max_failed_share {cfg.max_failed_share:.1%}; "
-        f"top reasons: {reasons}{where}"
-    )
+    results = [results] if isinstance(results, ValidationResult) else list(results)
+    parts = []
+    for result in results:
+        s = result.summary
+        if s["failed_share"] <= cfg.max_failed_share:
+            continue
+        folder = report.get(result.dataset) if isinstance(report, Mapping) else report
+        top = Counter({k: v for k, v in s["failures"].items() if v}).most_common(3)
+        reasons = ", ".join(f"{name} ({n})" for name, n in top)
+        where = f"; see {Path(folder) / 'quarantine.csv'}" if folder is not None else ""
+        parts.append(
+            f"{result.dataset}: {s['quarantined']} of {s['total']} rows ({s['failed_share']:.1%}) "
+            f"failed validation, more than max_failed_share {cfg.max_failed_share:.1%}; "
+            f"top reasons: {reasons}{where}"
+        )
+    if parts:
+        raise ValidationFailed(" | ".join(parts))
 
 
 def _build_data_docs(gx_result: dict[str, Any], site_dir: Path) -> None:

@@ -9,17 +9,21 @@ Three layouts are understood (``data.lesions.format``; ``auto`` detects them in 
   ``copyright_license``, ``attribution``, ...).
 - ``challenge_csv``: a challenge CSV of ``image_name`` and ``target`` (0 benign, 1 malignant).
 
-Readers are lenient: a broken JSON, an id listed twice, metadata without its image or an image
-without metadata each become an entry with ``error`` set, so one bad file never stops an
-ingest; validation later quarantines those rows. Only a source that cannot be read at all raises
-:class:`~components.errors.DataError`. The acquisition facts of the legacy JSON (image_type,
-pixelsX/Y) are not kept: the manifest records the decoded size, which is what training sees.
+Readers are lenient: a broken JSON, an id listed twice, an id that is not an ISIC id (``photo``,
+``../../etc/passwd``), metadata without its image or an image without metadata each become an
+entry with ``error`` set, so one bad file never stops an ingest; validation later quarantines
+those rows. Only a source that cannot be read at all raises :class:`~components.errors.DataError`,
+and so does a metadata CSV without the columns its format needs: every row would fail for the
+same reason, and one line naming the missing column is clearer. The acquisition facts of the
+legacy JSON (image_type, pixelsX/Y) are not kept: the manifest records the decoded size, which is
+what training sees.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -27,9 +31,17 @@ from typing import Any
 import pandas as pd
 
 from components.config import LesionDataConfig
-from components.data.sources import Entry, Source, is_image, stem, uri_of
+from components.data.sources import Entry, Source, id_error, is_image, stem, uri_of
 from components.errors import DataError
 from components.imageset import LABEL_NAMES
+
+ISIC_ID = re.compile(r"ISIC_\d{7}(?:_downsampled)?")  # ISIC 2019 ships some "_downsampled" ones
+ISIC_ID_RULE = "an ISIC id (ISIC_ and 7 digits)"
+# Columns each CSV format needs: one of each tuple.
+_REQUIRED = {
+    "isic_csv": [("isic_id",), ("benign_malignant", "diagnosis_1")],
+    "challenge_csv": [("image_name",), ("target",)],
+}
 
 
 def read_lesions(source: Source, keys: list[str], cfg: LesionDataConfig) -> tuple[str, list[Entry]]:
@@ -43,9 +55,23 @@ def read_lesions(source: Source, keys: list[str], cfg: LesionDataConfig) -> tupl
     csv_key = _metadata_key(source, keys, cfg.metadata_csv)
     table = _read_csv(source, csv_key)
     id_col, parse = ("isic_id", _isic_row) if fmt == "isic_csv" else ("image_name", _challenge_row)
-    if id_col not in table.columns:
-        raise DataError(f"{uri_of(source, csv_key)}: no '{id_col}' column for format {fmt}")
+    for options in _REQUIRED[fmt]:
+        if not set(options) & set(table.columns):
+            what = f"label column ({' or '.join(options)})"
+            if len(options) == 1:
+                what = f"'{options[0]}' column"
+            raise DataError(
+                f"{uri_of(source, csv_key)}: no {what} for format {fmt}{_delimiter_hint(table)}"
+            )
     return fmt, _join(table, id_col, parse, images, csv_key)
+
+
+def _delimiter_hint(table: pd.DataFrame) -> str:
+    """A hint for a CSV clearly split on the wrong character, e.g. `` (one column 'a;b': wrong
+    delimiter?)``, else ""."""
+    if len(table.columns) == 1 and any(c in str(table.columns[0]) for c in ";\t|"):
+        return f" (one column '{table.columns[0]}': wrong delimiter?)"
+    return ""
 
 
 def _images_by_id(keys: list[str]) -> dict[str, list[str]]:
@@ -67,15 +93,14 @@ def _detect(source: Source, keys: list[str], metadata_csv: str | None) -> str:
     if metadata_csv is None and not any(k.lower().endswith(".csv") for k in keys):
         raise DataError(f"{source.uri}: no ISIC metadata (no .json per image, no metadata CSV)")
     csv_key = _metadata_key(source, keys, metadata_csv)
-    columns = set(_read_csv(source, csv_key).columns)
+    table = _read_csv(source, csv_key)
+    columns = set(table.columns)
     if "isic_id" in columns:
         return "isic_csv"
     if {"image_name", "target"} <= columns:
         return "challenge_csv"
-    raise DataError(
-        f"{uri_of(source, csv_key)}: not an ISIC metadata CSV (needs isic_id, or image_name "
-        "and target columns)"
-    )
+    why = _delimiter_hint(table).strip() or "(needs isic_id, or image_name and target columns)"
+    raise DataError(f"{uri_of(source, csv_key)}: not an ISIC metadata CSV {why}")
 
 
 def _metadata_key(source: Source, keys: list[str], metadata_csv: str | None) -> str:
@@ -116,10 +141,12 @@ def _legacy(source: Source, keys: list[str], images: dict[str, list[str]]) -> li
             fields, error = {}, "image without metadata"
         else:
             fields, error = _legacy_fields(source.read(json_key))
+        bad_id = id_error(image_id, ISIC_ID, ISIC_ID_RULE)
         if image_id not in images:
-            entries.append(Entry(image_id, None, fields, _join_errors(error, "no image")))
+            missing = _join_errors(error, "no image")
+            entries.append(Entry(image_id, None, fields, missing, id_error=bad_id))
         for image_key in images.get(image_id, []):
-            entries.append(Entry(image_id, image_key, fields, error))
+            entries.append(Entry(image_id, image_key, fields, error, id_error=bad_id))
     return entries
 
 
@@ -202,10 +229,12 @@ def _join(
         error = "image without metadata" if not listed else ""
         if len(listed) > 1:
             error = f"{id_col} listed {len(listed)} times in {csv_key}"
+        bad_id = id_error(image_id, ISIC_ID, ISIC_ID_RULE)
         if image_id not in images:
-            entries.append(Entry(image_id, None, fields, _join_errors(error, "no image")))
+            missing = _join_errors(error, "no image")
+            entries.append(Entry(image_id, None, fields, missing, id_error=bad_id))
         for image_key in images.get(image_id, []):
-            entries.append(Entry(image_id, image_key, fields, error))
+            entries.append(Entry(image_id, image_key, fields, error, id_error=bad_id))
     return entries
 
 

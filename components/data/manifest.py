@@ -7,25 +7,34 @@
   the columns of :data:`COLUMNS` (see docs/ARCHITECTURE.md). ``source`` is the layout the rows
   were read as (``isic_legacy``, ``kvasir``...), ``source_path`` the file's full path or URI.
   Ingestion records facts and judges nothing: a row that is unusable has ``decodable=False``
-  and/or a non-empty ``error``; validation turns those into quarantine reasons.
+  and/or a non-empty ``error``; validation turns those into quarantine reasons. The fingerprints
+  ``sha256`` (file bytes), ``pixels_sha256`` (decoded pixels) and ``thumbnail`` (8x8 grey) are
+  what validation finds copies with (duplicates.py).
 - ``images/<size>/<image_id>.png`` and, for polyps, ``masks/<size>/<image_id>.png`` (0/255).
 - ``cache_<size>.npz``: ``ids``, ``images`` (N,S,S,3 uint8) and for polyps ``masks`` (N,S,S
   {0,1}), which is what training reads.
 
-Only rows whose image decodes, whose id is unique and (polyps) whose mask decodes get resized
-copies and a cache entry. Images are resized whole to S x S with PIL's BICUBIC filter, without
-cropping: ISIC and Kvasir images are near-square and a crop could cut the lesion off; the small
-aspect change is the lesser harm. Non-RGB images (L, CMYK, RGBA) are converted to RGB for the
-copies, so training is never blocked, while ``mode`` keeps the fact for validation. Masks are
-thresholded at 128, resized with BILINEAR (an area average when shrinking) and thresholded again.
+Only rows whose image decodes, whose id is unique and valid for the layout (an ISIC id, a safe
+file name: see :func:`copy_path`), and (polyps) whose mask decodes get resized copies and a
+cache entry. Images are resized whole to S x S with PIL's BICUBIC filter, without cropping: ISIC
+and Kvasir images are near-square and a crop could cut the lesion off; the small aspect change is
+the lesser harm (validation rejects strips: ``max_aspect_ratio``). Non-RGB images (L, CMYK,
+RGBA) are converted to RGB for the copies, so training is never blocked, while ``mode`` keeps the
+fact for validation. In the ``rgba`` polyp layout the alpha channel is the mask, so it is split
+off first and ``mode`` is that of the rest (RGBA gives RGB). Pixels are kept as stored: EXIF
+orientation is not applied, so image and mask stay aligned; a polyp image whose EXIF orientation
+differs from its mask's gets an error. Masks are thresholded at 128, resized with BILINEAR (an
+area average when shrinking) and thresholded again.
 
 Re-ingesting the same source gives a byte-identical manifest and caches: rows are sorted by
-``image_id``, nothing records a time, and the npz members carry a fixed zip date.
+``image_id``, nothing records a time, the npz members carry a fixed zip date, and an error names
+the file by its key in the source, never by an object's memory address.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from collections import Counter
 from collections.abc import Sequence
@@ -38,9 +47,10 @@ import pandas as pd
 from PIL import Image
 
 from components.config import Config
+from components.data.duplicates import pixels_sha256, thumbnail
 from components.data.isic import read_lesions
 from components.data.polyps import binarize, mask_stats, read_polyps
-from components.data.sources import Entry, Source, open_source, uri_of
+from components.data.sources import SAFE_ID, Entry, Source, open_source, uri_of
 from components.data.splits import rebalance
 from components.errors import DataError
 from components.imageset import LABEL_CODES, ImageSet
@@ -48,13 +58,18 @@ from components.io import atomic_dir, sha256_bytes, sha256_file
 from components.progress import track
 
 COLUMNS = (
-    "image_id", "dataset", "source", "source_path", "sha256", "bytes", "decodable", "error",
-    "height", "width", "mode", "label", "diagnosis", "age_approx", "sex", "patient_id",
-    "lesion_id", "mask_source_path", "mask_height", "mask_width", "mask_nonbinary_share",
-    "mask_foreground_share", "license", "attribution",
+    "image_id", "dataset", "source", "source_path", "sha256", "pixels_sha256", "bytes",
+    "decodable", "error", "height", "width", "mode", "label", "diagnosis", "age_approx", "sex",
+    "patient_id", "lesion_id", "mask_source_path", "mask_height", "mask_width",
+    "mask_nonbinary_share", "mask_foreground_share", "license", "attribution", "thumbnail",
 )  # fmt: skip
 _INTS = ("bytes", "height", "width", "age_approx", "mask_height", "mask_width")
 _FLOATS = ("mask_nonbinary_share", "mask_foreground_share")
+_ORIENTATION = 0x0112  # the EXIF tag
+# The mode of what is left once the alpha channel has gone to the mask (rgba layout).
+_WITHOUT_ALPHA = {"RGBA": "RGB", "RGBa": "RGB", "LA": "L", "La": "L", "PA": "RGB"}
+# "<_io.BytesIO object at 0x7f...>": PIL names the stream it could not read; we name the file.
+_OBJECT_REPR = re.compile(r"<[^<>]*\bat 0x[0-9A-Fa-f]+>")
 
 Dataset = Literal["lesions", "polyps"]
 
@@ -76,6 +91,16 @@ class _Decoded:
 
     image: Image.Image
     mask: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """A decoded source image: the image without any alpha mask, that mask, its EXIF orientation."""
+
+    image: Image.Image
+    alpha: np.ndarray | None
+    orientation: int
+    mode: str  # as stored, before the alpha was split off
 
 
 def ingest(dataset: Dataset, cfg: Config, out_dir: Path) -> IngestResult:
@@ -136,30 +161,32 @@ def _decode(
     row: dict[str, Any] = dict.fromkeys(COLUMNS, "")
     row |= {"image_id": entry.image_id, "dataset": dataset, "source": fmt, "decodable": False}
     row |= entry.fields
-    errors = [entry.error]
+    errors = [entry.id_error, entry.error]
     if copies > 1:
         errors.append(f"duplicate image_id: {copies} files")
-    image = rgb = None
+    opened = rgb = None
     if entry.image_key is not None:
         data = source.read(entry.image_key)
         row |= {"source_path": uri_of(source, entry.image_key), "sha256": sha256_bytes(data)}
         row["bytes"] = len(data)
         try:
-            image = _open(data)
-            rgb = image.convert("RGB")
-            row |= {"decodable": True, "width": image.width, "height": image.height}
-            row["mode"] = image.mode
+            opened = _open_image(data, entry)
+            rgb = opened.image.convert("RGB")
+            row |= {"decodable": True, "width": rgb.width, "height": rgb.height}
+            row |= {"mode": opened.image.mode, "pixels_sha256": pixels_sha256(rgb)}
+            row["thumbnail"] = thumbnail(rgb)
         # PIL raises many types (OSError, SyntaxError, struct.error...) on hostile files; any of
         # them is a fact about the file, not a reason to stop the ingest.
         except Exception as exc:  # noqa: BLE001
-            image = None
-            errors.append(f"undecodable image: {_reason(exc)}")
+            opened = rgb = None
+            errors.append(f"undecodable image: {_reason(exc, entry.image_key)}")
     mask = None
     if dataset == "polyps":
-        mask, mask_error = _mask(source, entry, image, row)
+        mask, mask_error = _mask(source, entry, opened, row)
         errors.append(mask_error)
     row["error"] = "; ".join(e for e in errors if e)
-    usable = rgb is not None and copies == 1 and (dataset == "lesions" or mask is not None)
+    usable = rgb is not None and copies == 1 and not entry.id_error
+    usable &= dataset == "lesions" or mask is not None
     return row, _Decoded(rgb, mask) if usable else None
 
 
@@ -170,37 +197,86 @@ def _open(data: bytes) -> Image.Image:
     return image
 
 
+def _open_image(data: bytes, entry: Entry) -> _Opened:
+    """Decode a source image; in the rgba layout, split its alpha channel off as the mask."""
+    image = _open(data)
+    orientation = _orientation(image)
+    mode = image.mode
+    if not entry.mask_in_alpha:
+        return _Opened(image, None, orientation, mode)
+    if image.mode == "P" and image.has_transparency_data:
+        image = image.convert("RGBA")  # palette transparency is an alpha channel too
+    if "A" not in image.getbands():
+        return _Opened(image, None, orientation, mode)
+    alpha = np.asarray(image.getchannel("A"))
+    return _Opened(image.convert(_WITHOUT_ALPHA.get(image.mode, "RGB")), alpha, orientation, mode)
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        return int(image.getexif().get(_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001  (a broken EXIF block says nothing about orientation)
+        return 1
+
+
 def _mask(
-    source: Source, entry: Entry, image: Image.Image | None, row: dict[str, Any]
+    source: Source, entry: Entry, opened: _Opened | None, row: dict[str, Any]
 ) -> tuple[np.ndarray | None, str]:
     """The 8-bit source mask of a polyp row (or None) and an error; fills the mask columns."""
+    error = ""
     if entry.mask_in_alpha:
-        if image is None:
+        if opened is None:
             return None, ""
-        if "A" not in image.getbands():
-            return None, f"no alpha channel for the mask (mode {image.mode})"
-        mask = np.asarray(image.getchannel("A"))
+        if opened.alpha is None:
+            return None, f"no alpha channel for the mask (mode {opened.mode})"
+        mask = opened.alpha
         row["mask_source_path"] = row["source_path"]
     elif entry.mask_key is None:
         return None, ""  # the reader already said "missing mask"
     else:
         row["mask_source_path"] = uri_of(source, entry.mask_key)
         try:
-            mask = np.asarray(_open(source.read(entry.mask_key)).convert("L"))
+            image = _open(source.read(entry.mask_key))
+            mask = np.asarray(image.convert("L"))
         except Exception as exc:  # noqa: BLE001  (as for images: recorded, not raised)
-            return None, f"undecodable mask: {_reason(exc)}"
+            return None, f"undecodable mask: {_reason(exc, entry.mask_key)}"
+        # Pixels are used as stored; if a viewer would turn one and not the other, the mask was
+        # probably drawn on the turned image and no longer covers the polyp.
+        if opened is not None and _orientation(image) != opened.orientation:
+            error = (
+                f"EXIF orientation {opened.orientation} on the image, {_orientation(image)} on "
+                "the mask: they may not line up"
+            )
     nonbinary, foreground = mask_stats(mask)
     row |= {"mask_height": mask.shape[0], "mask_width": mask.shape[1]}
     row |= {
         "mask_nonbinary_share": round(nonbinary, 6),
         "mask_foreground_share": round(foreground, 6),
     }
-    return mask, ""
+    return mask, error
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Exception, key: str) -> str:
+    """One stable line for a decoding failure: the exception's first line, naming the file by its
+    ``key`` where the exception named a stream object (whose address changes every run)."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    first = _OBJECT_REPR.sub(repr(key), text[0]) if text else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def copy_path(folder: Path, kind: str, size: int, image_id: str) -> Path:
+    """Where the resized copy of ``image_id`` goes: ``folder/<kind>/<size>/<image_id>.png``.
+
+    Ids come from file names and metadata, so this is where one could become a path outside the
+    output folder (``../../etc/passwd``). Readers flag any id that is not a safe file name and
+    such rows are never cached; refusing here too makes the escape impossible by construction.
+
+    Raises:
+        ValueError: ``image_id`` is not a safe file name (a bug: the readers let it through).
+    """
+    if not SAFE_ID.fullmatch(image_id):
+        raise ValueError(f"image_id {image_id!r} is not a safe file name")
+    return folder / kind / str(size) / f"{image_id}.png"
 
 
 def _write_copies(
@@ -208,14 +284,16 @@ def _write_copies(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Write the PNG copies of one row at ``size``; return the arrays for the cache."""
     image = decoded.image.resize((size, size), Image.Resampling.BICUBIC)
-    (folder / "images" / str(size)).mkdir(parents=True, exist_ok=True)
-    image.save(folder / "images" / str(size) / f"{image_id}.png")
+    path = copy_path(folder, "images", size, image_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
     if decoded.mask is None:
         return np.asarray(image), None
     binary = Image.fromarray(binarize(decoded.mask) * 255)
     mask = binarize(np.asarray(binary.resize((size, size), Image.Resampling.BILINEAR)))
-    (folder / "masks" / str(size)).mkdir(parents=True, exist_ok=True)
-    Image.fromarray(mask * 255).save(folder / "masks" / str(size) / f"{image_id}.png")
+    path = copy_path(folder, "masks", size, image_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(mask * 255).save(path)
     return np.asarray(image), mask
 
 

@@ -5,12 +5,16 @@ Layouts (``data.polyps.format``; ``auto`` picks the first whose image folder is 
 - ``kvasir`` (Kvasir-SEG): ``images/<id>.jpg`` and ``masks/<id>.jpg``, paired by file stem. The
   masks are JPEGs, so their edges are not exactly 0/255.
 - ``cvc`` (CVC-ClinicDB): ``Original/<name>`` and ``Ground Truth/<name>`` (TIFF or PNG).
-- ``rgba``: every image is RGBA and its alpha channel is the mask.
+- ``rgba``: every image is RGBA and its alpha channel is the mask; ingestion splits it into the
+  RGB image and the mask, so validation sees an RGB image like any other.
 
 The layouts may sit under any sub-folder (``Kvasir-SEG/images/...``); an image is paired with the
 mask of the same stem in the sibling mask folder. Masks are thresholded at 128 into {0, 1} for
 training, but the manifest records how binary the *source* mask was, so validation can reject a
 mask that is really a soft map or a photo.
+
+Ids are the file stems. They name the ingested copies, so a stem that is not a plain file name
+(``..\\..\\x``, ``-rf``) gives an entry with ``error`` set, which validation quarantines.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from components.config import PolypDataConfig
-from components.data.sources import Entry, Source, is_image, stem
+from components.data.sources import Entry, Source, id_error, is_image, stem
 from components.errors import DataError
 
 _FOLDERS = {"kvasir": ("images", "masks"), "cvc": ("original", "ground truth")}
@@ -34,7 +38,10 @@ def read_polyps(source: Source, keys: list[str], cfg: PolypDataConfig) -> tuple[
         raise DataError(f"{source.uri}: no images found")
     fmt = cfg.format if cfg.format != "auto" else _detect(images)
     if fmt == "rgba":
-        return fmt, [Entry(stem(k), k, POLYP_FIELDS, mask_in_alpha=True) for k in images]
+        return fmt, [
+            Entry(stem(k), k, POLYP_FIELDS, mask_in_alpha=True, id_error=id_error(stem(k)))
+            for k in images
+        ]
     image_dir, mask_dir = _FOLDERS[fmt]
     masks = {(_root(k), stem(k)): k for k in images if _folder(k) == mask_dir}
     entries = []
@@ -43,7 +50,9 @@ def read_polyps(source: Source, keys: list[str], cfg: PolypDataConfig) -> tuple[
             continue
         mask_key = masks.get((_root(key), stem(key)))
         error = "" if mask_key else "missing mask"
-        entries.append(Entry(stem(key), key, POLYP_FIELDS, error, mask_key=mask_key))
+        entries.append(
+            Entry(stem(key), key, POLYP_FIELDS, error, mask_key, id_error=id_error(stem(key)))
+        )
     if not entries:
         raise DataError(f"{source.uri}: no images in a '{image_dir}' folder ({fmt} layout)")
     return fmt, entries

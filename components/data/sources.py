@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
@@ -19,6 +20,24 @@ from components.config import S3Config
 from components.errors import DataError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
+
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+"""What any image id must be, since it names the ingested copies (``images/64/<id>.png``): a plain
+file name, no separator, no leading dot or dash, nothing a shell or another OS reads differently."""
+SAFE_ID_RULE = "a letter or digit, then letters, digits, '.', '_', '-'"
+
+
+def id_error(image_id: str, pattern: re.Pattern[str] | None = None, rule: str = "") -> str:
+    """Why ``image_id`` cannot be an id, or "" when it can.
+
+    It must match the layout's own ``pattern`` when there is one (``rule`` says it in words,
+    e.g. "an ISIC id (ISIC_ and 7 digits)"), and in any case be a safe file name.
+    """
+    if pattern is not None and not pattern.fullmatch(image_id):
+        return f"image_id {image_id!r} is not {rule}"
+    if not SAFE_ID.fullmatch(image_id):
+        return f"image_id {image_id!r} is not a safe file name ({SAFE_ID_RULE})"
+    return ""
 
 
 class Source(Protocol):
@@ -148,8 +167,10 @@ class Entry:
 
     ``image_key`` is None for metadata that names an image the source does not have.
     ``fields`` holds the manifest columns the metadata gave (label, diagnosis, ...). ``error``
-    says what is wrong with the metadata; decoding may add more. For polyps, ``mask_key`` is the
-    mask file and ``mask_in_alpha`` says the image's alpha channel is the mask.
+    says what is wrong with the metadata; decoding may add more. ``id_error`` says why the id
+    cannot be one (:func:`id_error`): such an entry is recorded but never becomes a file. For
+    polyps, ``mask_key`` is the mask file and ``mask_in_alpha`` says the image's alpha channel is
+    the mask.
     """
 
     image_id: str
@@ -158,3 +179,4 @@ class Entry:
     error: str = ""
     mask_key: str | None = None
     mask_in_alpha: bool = False
+    id_error: str = ""

@@ -2,7 +2,8 @@
 
 Images of one patient (or one lesion, photographed several times) are near-duplicates; if they
 land on both sides of a split, test scores measure memory rather than skill. So rows that share
-any non-empty ``patient_id`` or ``lesion_id`` form one group (transitively: a lesion seen under
+any non-empty ``patient_id``, ``lesion_id`` or ``duplicate_group`` (near-duplicate images that
+validation kept, see components/validation.py) form one group (transitively: a lesion seen under
 two patient ids joins both), and a group never straddles two splits. Within that constraint the
 splits are stratified by label, so the rare malignant class reaches every split.
 
@@ -20,7 +21,7 @@ import pandas as pd
 from components.errors import DataError
 
 SPLITS = ("train", "val", "test")
-GROUP_COLS = ("patient_id", "lesion_id")
+GROUP_COLS = ("patient_id", "lesion_id", "duplicate_group")
 
 
 def rebalance(

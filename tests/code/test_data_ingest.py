@@ -292,7 +292,7 @@ def test_rgba_layout_takes_the_mask_from_alpha(tmp_path: Path) -> None:
     rows = _by_id(result)
 
     assert result.format == "rgba"
-    assert rows["p1"]["mode"] == "RGBA" and rows["p1"]["error"] == ""
+    assert rows["p1"]["mode"] == "RGB" and rows["p1"]["error"] == ""  # alpha split off
     assert rows["p1"]["mask_foreground_share"] == pytest.approx(0.25)
     assert rows["p2"]["error"] == "no alpha channel for the mask (mode RGB)"
     data = load_cache(tmp_path / "o", 10)

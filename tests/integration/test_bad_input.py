@@ -88,6 +88,26 @@ def test_too_many_failures_stop_the_stage_with_one_line(
     assert (tmp_path / "build/demo/validate/lesions/quarantine.csv").is_file()
 
 
+@pytest.mark.slow
+def test_a_failed_validation_leaves_nothing_the_next_stage_reads(
+    isic_samples: Path, tmp_path: Path, mlflow_sqlite: str
+) -> None:
+    from components.errors import DataError
+
+    source = _lesions_with_bad_files(isic_samples, tmp_path / "lesions", good=8)
+    passing = _cfg(tmp_path, source, max_failed_share=0.9)
+    stages.ingest(passing)
+    stages.validate(passing)
+    table = tmp_path / "build/demo/validate/lesions/dataset.csv"
+    assert table.is_file()  # a validation that passed, earlier
+    failing = _cfg(tmp_path, source, max_failed_share=0.1)
+    with pytest.raises(ValidationFailed):
+        stages.validate(failing)
+    assert not table.exists()  # not the new rows, and not the old ones either
+    with pytest.raises(DataError, match="run the 'validate' stage first"):
+        stages.train(failing)
+
+
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
     return subprocess.run([SYNTHMED, *args], cwd=cwd, env=env, capture_output=True, text=True,
