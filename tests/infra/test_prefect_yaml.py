@@ -18,7 +18,8 @@ import yaml
 
 from tests.infra.helpers import FINAL, deployment, http_json, prefect, wait_state
 from tests.infra.readers import REPO_ROOT, SYSTEMD_DIR, read_unit, walk
-from tests.integration.servers import BIN, make_tiny_project, spawn, stop
+from tests.integration.servers import BIN, spawn, stop
+from tests.project import make_tiny_project
 
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
 DOCUMENTED_PULL = [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import QUIET_ENV
+from components.offline import QUIET_ENV
 from tests.infra.readers import INFRA, SYSTEMD_DIR, load_module, read_env_file, read_unit
 
 UNITS = sorted(SYSTEMD_DIR.glob("*.service"))
