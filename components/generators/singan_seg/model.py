@@ -25,6 +25,7 @@ from components.generators.singan_seg.batched import groups, train_group
 from components.generators.singan_seg.checkpoint import (
     FORMAT,
     SinganModel,
+    iterations,
     load_model,
     save_model,
     training_settings,
@@ -151,7 +152,9 @@ class SinganSeg(Generator):
             return fresh
         old = load_model(path)
         for what, a, b in (
-            ("settings", old.settings, fresh.settings),
+            # Filled with today's defaults: a checkpoint written before a setting existed
+            # was trained as its default says.
+            ("settings", training_settings(SinganConfig(**old.settings)), fresh.settings),
             ("seed", old.seed, fresh.seed),
             ("image/mask", old.data_sha256, fresh.data_sha256),
         ):
@@ -193,7 +196,9 @@ class SinganSeg(Generator):
                     members,
                     self.runtime,
                     on_scale_done=scale_done,
-                    on_log=lambda n, ids_=ids_: self._logger(n, ids_, reporter),
+                    on_log=lambda n, part, ids_=ids_: self._logger(
+                        n, [ids_[i] for i in part], reporter
+                    ),
                 )
                 for i, m in zip(group, trained, strict=True):
                     models[i] = m
@@ -203,7 +208,7 @@ class SinganSeg(Generator):
             "singan.models": float(len(models)),
             "singan.scales": float(models[0].pyramid.num_scales),
             "singan.seconds": seconds,
-            "singan.model_iters_per_s": scales_todo * self.cfg.niter / seconds,
+            "singan.model_iters_per_s": scales_todo * iterations(self.cfg) / seconds,
             "singan.rec_rmse_mean": float(np.mean([m.rec_rmse[-1] for m in models])),
         }
 

@@ -11,6 +11,13 @@ The algorithm is the original's ``train_single_scale`` with these deliberate dif
   through a graph whose weights ``optimizerG.step`` has changed in place; PyTorch now refuses);
 - the discriminator gets no gradients during generator steps (it is not stepped there anyway).
 
+Work the loop would otherwise do twice, removed without changing the math:
+- the fake of the last discriminator step is computed with gradients and is the first generator
+  step's fake (same weights, same input; the original recomputes it); BatchNorm's running
+  statistics are updated as by the two identical forwards it replaces (:func:`_counts_twice`);
+- the frozen scales' random path of all discriminator steps runs as one batch (eval mode:
+  batch-independent), and their reconstruction path once per scale.
+
 Every model draws its randomness from its own generators, seeded by (model seed, scale), and
 every loss is reduced per model before the sum that is backpropagated, so model k's gradients
 depend only on model k: K models trained together equal K trained one by one (same seeds).
@@ -18,8 +25,9 @@ depend only on model k: K models trained together equal K trained one by one (sa
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -64,12 +72,15 @@ class ScaleResult:
     z_rec: torch.Tensor | None
     rec_rmse: torch.Tensor
     """Per model, RMSE of the reconstruction at this scale (in [-1, 1] units)."""
+    lower_g_states: tuple[dict[str, torch.Tensor], ...] = ()
+    """Fast mode: the retrained generators of the scales just below, replacing theirs."""
 
     def extend(self, done: Trained, size: tuple[int, int]) -> Trained:
-        """``done`` with this scale appended."""
+        """``done`` with this scale appended (and the retrained lower scales replaced)."""
+        kept = done.g_states[: done.num_scales - len(self.lower_g_states)]
         return Trained(
             sizes=(*done.sizes, size),
-            g_states=(*done.g_states, self.g_state),
+            g_states=(*kept, *self.lower_g_states, self.g_state),
             d_states=(*done.d_states, self.d_state),
             noise_amps=(*done.noise_amps, self.noise_amp),
             z_rec=done.z_rec if self.z_rec is None else self.z_rec,
@@ -123,9 +134,12 @@ def noise_map(z: torch.Tensor) -> torch.Tensor:
     return _flat(z.expand(k, CHANNELS, h, w), k)
 
 
-def _frozen_nets(cfg: SinganConfig, done: Trained, k: int, runtime: Runtime) -> list[nn.Module]:
+def _frozen_nets(
+    cfg: SinganConfig, done: Trained, k: int, runtime: Runtime, upto: int | None = None
+) -> list[nn.Module]:
+    """The finished generators below scale ``upto`` (all by default), frozen in eval mode."""
     nets = []
-    for scale, state in enumerate(done.g_states):
+    for scale, state in enumerate(done.g_states[:upto]):
         net = networks.build(
             "G", CHANNELS, networks.nfc_at(cfg, scale), cfg.num_layer, k, runtime.device
         )
@@ -154,6 +168,44 @@ def run_scales(
     for net, amp, z, nxt in zip(nets, amps, noises, [*sizes[1:], out_size], strict=True):
         x = upsample(net(x if z is None else amp * z + x, x).float(), nxt)
     return x
+
+
+@contextlib.contextmanager
+def _counts_twice(net: nn.Module) -> Iterator[None]:
+    """Forwards inside update BatchNorm's running statistics as two identical forwards would.
+
+    Two updates with the same batch statistic m give (1-a)^2 r + (1 - (1-a)^2) m: one update at
+    momentum 1 - (1-a)^2. Used where one forward stands for two (a reused fake).
+    """
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d) and m.training]
+    old = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 1 - (1 - m.momentum) ** 2
+    try:
+        yield
+    finally:
+        for m, a in zip(norms, old, strict=True):
+            m.momentum = a
+            m.num_batches_tracked += 1
+
+
+def random_prevs(
+    frozen: Sequence[nn.Module],
+    amps: Sequence[torch.Tensor],
+    sizes: Sequence[tuple[int, int]],
+    maps: Sequence[torch.Tensor],
+    out_size: tuple[int, int],
+    n: int,
+) -> torch.Tensor:
+    """``n`` random passes through the frozen scales as one batch: n x (K*C) x H x W.
+
+    ``maps`` holds n noise maps per frozen scale, pass-major (pass j's maps are
+    ``maps[j*S:(j+1)*S]``, S = len(frozen)). Frozen nets are in eval mode, so a batch of n equals
+    n separate passes.
+    """
+    s = len(frozen)
+    noises = [torch.cat([maps[j * s + i] for j in range(n)]) for i in range(s)]
+    return run_scales(frozen, amps, sizes, noises, out_size)
 
 
 def gradient_penalty(
@@ -259,31 +311,37 @@ def train_scale(
         z, *rest = (noise_map(t) for t in maps)
         # A normal pushed through its CDF is uniform: the GP mix factors ride on the same draw.
         alphas = 0.5 * (1 + torch.erf(gp_draw.reshape(k, cfg.d_steps) / math.sqrt(2)))
+        with torch.no_grad(), runtime.autocast():
+            prevs = (
+                random_prevs(frozen, amps_before, done.sizes, rest, size, cfg.d_steps)
+                if scale
+                else torch.zeros(cfg.d_steps, *real.shape[1:], device=dev)
+            ).contiguous(memory_format=fmt)
         netD.requires_grad_(True)
         for j in range(cfg.d_steps):
-            with torch.no_grad(), runtime.autocast():
-                prev = (
-                    run_scales(
-                        frozen, amps_before, done.sizes, rest[j * scale : (j + 1) * scale], size
-                    )
-                    if scale
-                    else torch.zeros_like(real)
-                ).contiguous(memory_format=fmt)
-                x = amp_c * z + prev
+            last = j == cfg.d_steps - 1
+            prev = prevs[j : j + 1]
+            x = amp_c * z + prev
+            # The last D step's fake keeps its graph: it is the first G step's fake.
+            with (
+                torch.set_grad_enabled(last),
+                runtime.autocast(),
+                _counts_twice(netG) if last else contextlib.nullcontext(),
+            ):
                 fake = netG(x, prev)
             with runtime.autocast():
                 err_real = -_per_model_mean(netD(real), k)
-                err_fake = _per_model_mean(netD(fake), k)
-                gp = gradient_penalty(netD, real, fake.float(), alphas[:, j], k)
+                err_fake = _per_model_mean(netD(fake.detach()), k)
+                gp = gradient_penalty(netD, real, fake.detach().float(), alphas[:, j], k)
             err_d = err_real + err_fake + cfg.gp_weight * gp
             opt_d.zero_grad(set_to_none=True)
             err_d.sum().backward()
             opt_d.step()
 
         netD.requires_grad_(False)
-        for _ in range(cfg.g_steps):
+        for step in range(cfg.g_steps):
             with runtime.autocast():
-                err_g = -_per_model_mean(netD(netG(x, prev)), k)
+                err_g = -_per_model_mean(netD(fake if step == 0 else netG(x, prev)), k)
                 rec = netG(rec_in, rec_prev)
                 rec_loss = cfg.rec_weight * _per_model_mean((rec.float() - real) ** 2, k)
             opt_g.zero_grad(set_to_none=True)
