@@ -32,7 +32,7 @@ convs start to fill the device; bf16 + channels_last helps only at the largest s
 622x529 4-channel polyp phantom, 9 scales, 32..128 channels, 3 D + 3 G steps. In one process,
 alternating (original, then each synthmed variant, ``--rounds`` times), it prints seconds per
 iteration by scale and ``speedup vs original: X.XX`` summed over the pyramid, for the levers
-one by one: fp32 one model (the loop's own savings), + bf16/channels_last at the large scales
+one by one: fp32 one model (the loop's own savings), + bf16 autocast at the large scales
 (the default on a CPU with native bf16), + K models per scale (per image). Then a short
 full-pyramid training (``--rec-iters``, ``--rec-max-size``) of the original and synthmed prints
 both final reconstruction errors. ``--fast`` compares the fast mode with the original at small
@@ -260,7 +260,7 @@ def variants(cfg: SinganConfig, k: int) -> list[Variant]:
     fp32 = cfg.model_copy(update={"bf16_from_side": None})
     out = [
         Variant("fp32, 1 model", fp32, 1),
-        Variant("+ bf16/channels_last >= 150 px (default)", cfg, 1),
+        Variant(f"+ bf16 >= {cfg.bf16_from_side} px (default)", cfg, 1),
     ]
     if k > 1:
         out.append(Variant(f"+ K={k} per scale (per image)", cfg.model_copy(update={"models_at_once": k}), k))

@@ -304,12 +304,12 @@ class SinganConfig(_Section):
         "Does not change results (K together equals one by one).",
     )
     bf16_from_side: int | None = Field(
-        150,
+        100,
         ge=1,
         description="On a CPU with native bf16 (AVX512-BF16 or AMX) and an fp32 runtime, scales "
-        "whose longer side is at least this many px train under bf16 autocast with "
-        "channels_last (their convs are compute-bound; reconstruction error within 5% of fp32, "
-        "bench/singan_seg.py). None: the runtime's precision at every scale.",
+        "whose longer side is at least this many px train under bf16 autocast (their convs are "
+        "compute-bound; reconstruction error within 5% of fp32, bench/singan_seg.py). None: "
+        "the runtime's precision at every scale.",
     )
     mode: Literal["original", "fast"] = Field(
         "original",

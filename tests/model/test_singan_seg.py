@@ -358,7 +358,7 @@ def test_schedule_stacks_small_scales_and_runs_large_ones_alone_on_a_cpu(monkeyp
     assert schedule.models_at(cfg.model_copy(update={"one_by_one_from_side": None}), RUNTIME, (250, 213)) == 8
     monkeypatch.setattr(schedule, "cpu_has_fast_bf16", lambda: True)
     big = schedule.runtime_at(cfg, RUNTIME, (250, 213))
-    assert big.autocast_dtype == torch.bfloat16 and big.channels_last
+    assert big.autocast_dtype == torch.bfloat16 and not big.channels_last
     assert schedule.runtime_at(cfg, RUNTIME, (147, 125)) is RUNTIME
     assert schedule.runtime_at(cfg, gpu, (30, 25)) is gpu  # a GPU keeps its own precision
     monkeypatch.setattr(schedule, "cpu_has_fast_bf16", lambda: False)

@@ -38,11 +38,14 @@ from components.generators.singan_seg.train import (
     _frozen_nets,
     _per_channel,
     _per_model_mean,
-    _start_states,
+    cpu_state,
     gradient_penalty,
+    log_losses,
+    new_nets,
     noise_map,
     run_scales,
     scale_seed,
+    schedulers,
 )
 from components.runtime import Runtime
 
@@ -99,14 +102,7 @@ def train_stage(
     depth = min(cfg.fast_depth, n + 1)
     lo = n + 1 - depth  # scales below lo stay frozen
     sizes = (*done.sizes, size)
-    nfc = networks.nfc_at(cfg, n)
-    netG = networks.build("G", CHANNELS, nfc, cfg.num_layer, k, dev)
-    netD = networks.build("D", CHANNELS, nfc, cfg.num_layer, k, dev)
-    g_state, d_state = _start_states(cfg, n, done, seeds)
-    netG.load_state_dict(g_state)
-    netD.load_state_dict(d_state)
-    netG.train().to(memory_format=fmt)
-    netD.train().to(memory_format=fmt)
+    netG, netD = new_nets(cfg, done, seeds, runtime)
     chain = [*_trained_lower(cfg, done, lo, k, runtime), netG]
     # ConSinGAN: the newest stage at lr_g, each stage below at fast_lr_scale times the next.
     opt_g = torch.optim.Adam(
@@ -117,9 +113,7 @@ def train_stage(
         betas=(cfg.beta1, cfg.beta2),
     )
     opt_d = torch.optim.Adam(netD.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    milestone = [int(cfg.lr_decay_at * cfg.fast_niter)]
-    sched_g = torch.optim.lr_scheduler.MultiStepLR(opt_g, milestone, gamma=cfg.lr_gamma)
-    sched_d = torch.optim.lr_scheduler.MultiStepLR(opt_d, milestone, gamma=cfg.lr_gamma)
+    scheds = schedulers(cfg, cfg.fast_niter, opt_g, opt_d)
 
     gens = [torch.Generator(device=dev).manual_seed(scale_seed(s, n, 1)) for s in seeds]
     real = _flat(real.to(dev), k).contiguous(memory_format=fmt)
@@ -181,28 +175,20 @@ def train_stage(
         # ConSinGAN's G update: one backward, g_steps Adam steps on those gradients.
         for _ in range(cfg.g_steps):
             opt_g.step()
-        sched_g.step()
-        sched_d.step()
-
-        if on_log is not None and ((it + 1) % cfg.log_every == 0 or it + 1 == cfg.fast_niter):
-            on_log(
-                it + 1, {"errD": err_d.detach(), "errG": err_g.detach(), "rec": rec_loss.detach()}
-            )
+        for sched in scheds:
+            sched.step()
+        log_losses(on_log, it, cfg.fast_niter, cfg.log_every, errD=err_d, errG=err_g, rec=rec_loss)
 
     with torch.no_grad(), runtime.autocast():
         for net in chain:
             net.eval()
         rec = through(chain, chain_amps, rec_noises, sizes[lo:], rec_base)
     rec_rmse = _per_model_mean((rec - real) ** 2, k).sqrt()
-
-    def cpu(net: nn.Module) -> dict[str, torch.Tensor]:
-        return {name: t.detach().cpu().contiguous() for name, t in net.state_dict().items()}
-
     return ScaleResult(
-        g_state=cpu(netG),
-        d_state=cpu(netD),
+        g_state=cpu_state(netG),
+        d_state=cpu_state(netD),
         noise_amp=amp.cpu(),
         z_rec=z_rec.reshape(k, CHANNELS, *size).cpu() if n == 0 else None,
         rec_rmse=rec_rmse.cpu(),
-        lower_g_states=tuple(cpu(net) for net in chain[:-1]),
+        lower_g_states=tuple(cpu_state(net) for net in chain[:-1]),
     )

@@ -240,6 +240,40 @@ def _start_states(
     return g, d
 
 
+def new_nets(
+    cfg: SinganConfig, done: Trained, seeds: Sequence[int], runtime: Runtime
+) -> tuple[nn.Module, nn.Module]:
+    """Scale ``done.num_scales``'s G and D for K models, initialized, in training mode."""
+    k, scale, fmt = len(seeds), done.num_scales, runtime.memory_format
+    nfc = networks.nfc_at(cfg, scale)
+    netG = networks.build("G", CHANNELS, nfc, cfg.num_layer, k, runtime.device)
+    netD = networks.build("D", CHANNELS, nfc, cfg.num_layer, k, runtime.device)
+    g_state, d_state = _start_states(cfg, scale, done, seeds)
+    netG.load_state_dict(g_state)
+    netD.load_state_dict(d_state)
+    return netG.train().to(memory_format=fmt), netD.train().to(memory_format=fmt)
+
+
+def schedulers(
+    cfg: SinganConfig, niter: int, *opts: torch.optim.Optimizer
+) -> list[torch.optim.lr_scheduler.MultiStepLR]:
+    """One lr decay by ``lr_gamma`` at ``lr_decay_at`` of the scale's iterations, per optimizer."""
+    milestone = [int(cfg.lr_decay_at * niter)]
+    return [torch.optim.lr_scheduler.MultiStepLR(o, milestone, gamma=cfg.lr_gamma) for o in opts]
+
+
+def cpu_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: t.detach().cpu().contiguous() for name, t in net.state_dict().items()}
+
+
+def log_losses(
+    on_log: LogFn | None, it: int, niter: int, every: int, **losses: torch.Tensor
+) -> None:
+    """Call ``on_log`` every ``every`` iterations and at the last one (``it`` counts from 0)."""
+    if on_log is not None and ((it + 1) % every == 0 or it + 1 == niter):
+        on_log(it + 1, {name: v.detach() for name, v in losses.items()})
+
+
 def train_scale(
     cfg: SinganConfig,
     real: torch.Tensor,
@@ -265,19 +299,10 @@ def train_scale(
         reconstruction noise (coarsest scale only) and reconstruction RMSE.
     """
     k, scale, dev, fmt = len(seeds), done.num_scales, runtime.device, runtime.memory_format
-    nfc = networks.nfc_at(cfg, scale)
-    netG = networks.build("G", CHANNELS, nfc, cfg.num_layer, k, dev)
-    netD = networks.build("D", CHANNELS, nfc, cfg.num_layer, k, dev)
-    g_state, d_state = _start_states(cfg, scale, done, seeds)
-    netG.load_state_dict(g_state)
-    netD.load_state_dict(d_state)
-    netG.train().to(memory_format=fmt)
-    netD.train().to(memory_format=fmt)
+    netG, netD = new_nets(cfg, done, seeds, runtime)
     opt_g = torch.optim.Adam(netG.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(netD.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    milestone = [int(cfg.lr_decay_at * cfg.niter)]
-    sched_g = torch.optim.lr_scheduler.MultiStepLR(opt_g, milestone, gamma=cfg.lr_gamma)
-    sched_d = torch.optim.lr_scheduler.MultiStepLR(opt_d, milestone, gamma=cfg.lr_gamma)
+    scheds = schedulers(cfg, cfg.niter, opt_g, opt_d)
 
     gens = [torch.Generator(device=dev).manual_seed(scale_seed(s, scale, 1)) for s in seeds]
     real = _flat(real.to(dev), k).contiguous(memory_format=fmt)
@@ -347,21 +372,17 @@ def train_scale(
             opt_g.zero_grad(set_to_none=True)
             (err_g + rec_loss).sum().backward()
             opt_g.step()
-        sched_g.step()
-        sched_d.step()
-
-        if on_log is not None and ((it + 1) % cfg.log_every == 0 or it + 1 == cfg.niter):
-            on_log(
-                it + 1, {"errD": err_d.detach(), "errG": err_g.detach(), "rec": rec_loss.detach()}
-            )
+        for sched in scheds:
+            sched.step()
+        log_losses(on_log, it, cfg.niter, cfg.log_every, errD=err_d, errG=err_g, rec=rec_loss)
 
     with torch.no_grad(), runtime.autocast():
         netG.eval()
         rec = netG(rec_in, rec_prev).float()
     rec_rmse = _per_model_mean((rec - real) ** 2, k).sqrt()
     return ScaleResult(
-        g_state={n: t.detach().cpu().contiguous() for n, t in netG.state_dict().items()},
-        d_state={n: t.detach().cpu().contiguous() for n, t in netD.state_dict().items()},
+        g_state=cpu_state(netG),
+        d_state=cpu_state(netD),
         noise_amp=amp.cpu(),
         z_rec=z_rec.reshape(k, CHANNELS, *size).cpu() if scale == 0 else None,
         rec_rmse=rec_rmse.cpu(),
