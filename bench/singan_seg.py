@@ -287,6 +287,7 @@ def vs_original(args: argparse.Namespace, runtime: Runtime) -> None:
         for _ in range(args.rounds):
             run = original.train_original(ref, work, args.iters, 250, seed=1, scales=n_scales)
             times["original"].append(run.per_iter)
+            print(f"  original: {sum(run.per_iter):.3f} s/it summed", flush=True)
             for v in vs:
                 # K > 1 only changes the scales that stack: the rest train one model at a time,
                 # as the K=1 variant above, so they are not trained again.
@@ -298,6 +299,7 @@ def vs_original(args: argparse.Namespace, runtime: Runtime) -> None:
                     )
                 per_scale, _ = synthmed_run(v, runtime, stop)
                 times.setdefault(v.name, []).append(per_scale)
+                print(f"  {v.name}: {sum(per_scale):.3f} s/it summed over {stop} scales", flush=True)
     table = {name: np.min(np.array(runs), axis=0) for name, runs in times.items()}
     base = vs[1].name
     for v in vs[2:]:
@@ -320,6 +322,8 @@ def rec_check(args: argparse.Namespace, runtime: Runtime) -> None:
     """A short full-pyramid training of both; their final reconstruction RMSE."""
     ref = original.import_reference(Path(args.reference))
     cfg = original_settings(args.rec_iters, args.rec_max_size)
+    if args.rec_bf16_from_side is not None:
+        cfg = cfg.model_copy(update={"bf16_from_side": args.rec_bf16_from_side})
     pyr = pyramid_for(*ORIGINAL_HW, cfg)
     bf16_scales = sum(schedule.runtime_at(cfg, runtime, s).autocast_dtype is not None for s in pyr.sizes)
     print(
@@ -493,6 +497,11 @@ def main() -> None:
     ap.add_argument("--rec-iters", type=int, default=20, help="reconstruction check: iterations/scale (0: skip)")
     ap.add_argument("--rec-max-size", type=int, default=160, help="reconstruction check: finest side")
     ap.add_argument("--rec-images", type=int, default=1, help="reconstruction check: images")
+    ap.add_argument(
+        "--rec-bf16-from-side", type=int, default=None,
+        help="reconstruction check: bf16 from this side (default: the config's; 1: every scale)",
+    )
+    ap.add_argument("--no-speed", action="store_true", help="--vs-original: only the reconstruction check")
     ap.add_argument("--fast", action="store_true", help="fast mode vs the original")
     ap.add_argument("--fast-max-size", type=int, default=64)
     ap.add_argument("--fast-base-iters", type=int, default=200, help="the original's iterations/scale")
@@ -509,7 +518,8 @@ def main() -> None:
         runtime = make_runtime("cpu" if args.device == "auto" else args.device, "fp32", False)
         args.iters = args.iters or 2
         if args.vs_original:
-            vs_original(args, runtime)
+            if not args.no_speed:
+                vs_original(args, runtime)
             if args.rec_iters:
                 rec_check(args, runtime)
         if args.fast:
