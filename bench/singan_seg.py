@@ -279,7 +279,7 @@ def vs_original(args: argparse.Namespace, runtime: Runtime) -> None:
         f"{cfg.d_steps} D + {cfg.g_steps} G steps, {torch.get_num_threads()} threads, "
         f"cpu native bf16: {bf16}; s/iteration per image, first iteration of a scale not timed"
     )
-    vs = variants(cfg, args.k)
+    vs = [v for i, v in enumerate(variants(cfg, args.k)) if ("fp32", "default", "k")[i] in args.variants]
     times: dict[str, list[list[float]]] = {"original": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -301,10 +301,11 @@ def vs_original(args: argparse.Namespace, runtime: Runtime) -> None:
                 times.setdefault(v.name, []).append(per_scale)
                 print(f"  {v.name}: {sum(per_scale):.3f} s/it summed over {stop} scales", flush=True)
     table = {name: np.min(np.array(runs), axis=0) for name, runs in times.items()}
-    base = vs[1].name
-    for v in vs[2:]:
-        got = table[v.name]
-        table[v.name] = np.concatenate([got, table[base][len(got) :]])
+    one = [v.name for v in vs if v.k == 1]
+    for v in vs:
+        if v.k > 1:  # its one-model scales are the last one-model variant's
+            got = table[v.name]
+            table[v.name] = np.concatenate([got, table[one[-1]][len(got) :]])
     names = list(table)
     print("scale  size      nfc " + "".join(f"{n[:28]:>30}" for n in names))
     for n in range(n_scales):
@@ -494,6 +495,10 @@ def main() -> None:
     ap.add_argument("--scales", type=int, default=None, help="--vs-original: time the first N scales")
     ap.add_argument("--rounds", type=int, default=1, help="--vs-original: alternations (min taken)")
     ap.add_argument("--k", type=int, default=8, help="--vs-original: models per stacked scale")
+    ap.add_argument(
+        "--variants", nargs="+", default=["fp32", "default", "k"], choices=["fp32", "default", "k"],
+        help="--vs-original: fp32 one model; the default (bf16 at large scales); + K per scale",
+    )
     ap.add_argument("--rec-iters", type=int, default=20, help="reconstruction check: iterations/scale (0: skip)")
     ap.add_argument("--rec-max-size", type=int, default=160, help="reconstruction check: finest side")
     ap.add_argument("--rec-images", type=int, default=1, help="reconstruction check: images")

@@ -287,6 +287,13 @@ class SinganConfig(_Section):
     lr_gamma: float = Field(0.1, gt=0, le=1, description="lr multiplier at lr_decay_at.")
     d_steps: int = Field(3, ge=1, description="Discriminator steps per iteration.")
     g_steps: int = Field(3, ge=1, description="Generator steps per iteration.")
+    g_update: Literal["original", "singan"] = Field(
+        "original",
+        description="How the g_steps generator steps update G. original: as SinGAN-Seg's code "
+        "(optimizerG.step() after its Gsteps loop, whose passes are identical: one update per "
+        "iteration from the last D step's fake, computed once). singan: as the SinGAN paper, "
+        "g_steps updates, each on a freshly computed fake (about 1.3x the work per iteration).",
+    )
     gp_weight: float = Field(0.1, ge=0, description="WGAN-GP gradient-penalty weight.")
     rec_weight: float = Field(10.0, ge=0, description="Reconstruction loss weight (alpha).")
     noise_amp_init: float = Field(

@@ -302,8 +302,8 @@ def test_generator_is_registered():
 # --- per-scale schedule, loop savings ------------------------------------------------------
 
 
-def test_one_forward_counted_twice_updates_batchnorm_as_two_forwards():
-    from components.generators.singan_seg.train import _counts_twice
+def test_one_forward_counted_as_three_updates_batchnorm_as_three_forwards():
+    from components.generators.singan_seg.train import counts_as
 
     def bn_net() -> torch.nn.Module:
         return torch.nn.Sequential(torch.nn.Conv2d(4, 6, 3), torch.nn.BatchNorm2d(6)).train()
@@ -312,10 +312,10 @@ def test_one_forward_counted_twice_updates_batchnorm_as_two_forwards():
     once, twice = bn_net(), bn_net()
     twice.load_state_dict(once.state_dict())
     x = torch.randn(1, 4, 9, 9)
-    with _counts_twice(once):
+    with counts_as(once, 3):
         once(x)
-    twice(x)
-    twice(x)
+    for _ in range(3):
+        twice(x)
     for key, value in twice.state_dict().items():
         torch.testing.assert_close(once.state_dict()[key], value, msg=key)
     assert once[1].momentum == 0.1  # restored
@@ -479,3 +479,20 @@ def test_fast_mode_saves_loads_and_resumes(fast_fitted: SinganSeg, tmp_path: Pat
         assert a.noise_amps == b.noise_amps
         for sa, sb in zip(a.g_states + a.d_states, b.g_states + b.d_states, strict=True):
             assert all(torch.equal(sa[key], sb[key]) for key in sa)
+
+
+def test_original_g_update_is_one_update_per_iteration_like_singan_segs_code():
+    data = polyps(1, seed=4)
+    real = real_pyramid(to_tensor(data.images[0], data.masks[0]), pyramid_for(24, 24, TINY))[0]
+    cfg = TINY.model_copy(update={"niter": 3, "g_update": "original"})
+
+    def g_after(c: SinganConfig) -> dict[str, torch.Tensor]:
+        return train_scale(c, real, (13, 13), Trained(), [0], RUNTIME).g_state
+
+    one, three = g_after(cfg.model_copy(update={"g_steps": 1})), g_after(cfg)
+    # SinGAN-Seg's Gsteps passes are identical and step once: the weights do not depend on
+    # g_steps, only BatchNorm's running statistics do (each pass updates them).
+    assert torch.equal(one["net.0.0.weight"], three["net.0.0.weight"])
+    assert not torch.equal(one["net.0.1.running_mean"], three["net.0.1.running_mean"])
+    singan = g_after(cfg.model_copy(update={"g_update": "singan"}))
+    assert not torch.equal(singan["net.0.0.weight"], three["net.0.0.weight"])

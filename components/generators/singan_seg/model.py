@@ -152,9 +152,7 @@ class SinganSeg(Generator):
             return fresh
         old = load_model(path)
         for what, a, b in (
-            # Filled with today's defaults: a checkpoint written before a setting existed
-            # was trained as its default says.
-            ("settings", training_settings(SinganConfig(**old.settings)), fresh.settings),
+            ("settings", old.settings, fresh.settings),
             ("seed", old.seed, fresh.seed),
             ("image/mask", old.data_sha256, fresh.data_sha256),
         ):

@@ -9,12 +9,16 @@ The algorithm is the original's ``train_single_scale`` with these deliberate dif
   (the original code redraws it every iteration, a known bug);
 - the generator steps recompute the fake with the current weights (the original backpropagates
   through a graph whose weights ``optimizerG.step`` has changed in place; PyTorch now refuses);
-- the discriminator gets no gradients during generator steps (it is not stepped there anyway).
+- the discriminator gets no gradients during generator steps (it is not stepped there anyway);
+- with ``g_update: original`` (the default) G is updated once per iteration, as SinGAN-Seg's
+  code does: its ``Gsteps`` passes are identical (grads zeroed in each, one step after the
+  loop), so one pass is computed; ``g_update: singan`` makes them g_steps real updates on
+  freshly computed fakes, as the SinGAN paper describes.
 
 Work the loop would otherwise do twice, removed without changing the math:
 - the fake of the last discriminator step is computed with gradients and is the first generator
-  step's fake (same weights, same input; the original recomputes it); BatchNorm's running
-  statistics are updated as by the two identical forwards it replaces (:func:`_counts_twice`);
+  step's fake (same weights, same input; SinGAN recomputes it); BatchNorm's running
+  statistics are updated as by the identical forwards one stands for (:func:`counts_as`);
 - the frozen scales' random path of all discriminator steps runs as one batch (eval mode:
   batch-independent), and their reconstruction path once per scale.
 
@@ -171,22 +175,22 @@ def run_scales(
 
 
 @contextlib.contextmanager
-def _counts_twice(net: nn.Module) -> Iterator[None]:
-    """Forwards inside update BatchNorm's running statistics as two identical forwards would.
+def counts_as(net: nn.Module, n: int) -> Iterator[None]:
+    """Forwards inside update BatchNorm's running statistics as ``n`` identical forwards would.
 
-    Two updates with the same batch statistic m give (1-a)^2 r + (1 - (1-a)^2) m: one update at
-    momentum 1 - (1-a)^2. Used where one forward stands for two (a reused fake).
+    n updates with the same batch statistic m give (1-a)^n r + (1 - (1-a)^n) m: one update at
+    momentum 1 - (1-a)^n. Used where one forward stands for n (a reused fake, a repeated pass).
     """
     norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d) and m.training]
     old = [m.momentum for m in norms]
     for m in norms:
-        m.momentum = 1 - (1 - m.momentum) ** 2
+        m.momentum = 1 - (1 - m.momentum) ** n
     try:
         yield
     finally:
         for m, a in zip(norms, old, strict=True):
             m.momentum = a
-            m.num_batches_tracked += 1
+            m.num_batches_tracked += n - 1
 
 
 def random_prevs(
@@ -331,6 +335,7 @@ def train_scale(
     # Per iteration: this scale's noise, fresh noise through the frozen scales for every D
     # step (the original's draw_concat('rand') per D step) and one GP mix factor per D step.
     step_shapes = shapes[-1:] + shapes[:-1] * cfg.d_steps + [(1, 1, cfg.d_steps)]
+    singan = cfg.g_update == "singan"
     for it in range(cfg.niter):
         *maps, gp_draw = _draw(gens, step_shapes, dev)
         z, *rest = (noise_map(t) for t in maps)
@@ -347,11 +352,12 @@ def train_scale(
             last = j == cfg.d_steps - 1
             prev = prevs[j : j + 1]
             x = amp_c * z + prev
-            # The last D step's fake keeps its graph: it is the first G step's fake.
+            # The last D step's fake keeps its graph: it is the first G step's fake (SinGAN
+            # computes that fake again; SinGAN-Seg reuses it too).
             with (
                 torch.set_grad_enabled(last),
                 runtime.autocast(),
-                _counts_twice(netG) if last else contextlib.nullcontext(),
+                counts_as(netG, 2 if last and singan else 1),
             ):
                 fake = netG(x, prev)
             with runtime.autocast():
@@ -364,10 +370,13 @@ def train_scale(
             opt_d.step()
 
         netD.requires_grad_(False)
-        for step in range(cfg.g_steps):
+        # SinGAN-Seg's g_steps passes repeat one computation (same weights, same fake, grads
+        # zeroed each pass, one step after the loop): done once. SinGAN's are real steps.
+        for step in range(cfg.g_steps if singan else 1):
             with runtime.autocast():
                 err_g = -_per_model_mean(netD(fake if step == 0 else netG(x, prev)), k)
-                rec = netG(rec_in, rec_prev)
+                with counts_as(netG, 1 if singan else cfg.g_steps):
+                    rec = netG(rec_in, rec_prev)
                 rec_loss = cfg.rec_weight * _per_model_mean((rec.float() - real) ** 2, k)
             opt_g.zero_grad(set_to_none=True)
             (err_g + rec_loss).sum().backward()
