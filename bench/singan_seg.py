@@ -269,12 +269,13 @@ def variants(cfg: SinganConfig, k: int) -> list[Variant]:
 
 def vs_original(args: argparse.Namespace, runtime: Runtime) -> None:
     ref = original.import_reference(Path(args.reference))
-    cfg = original_settings(args.iters, 250)
+    cfg = original_settings(args.iters, args.max_size)
     pyr = pyramid_for(*ORIGINAL_HW, cfg)
     n_scales = args.scales or pyr.num_scales
     bf16 = schedule.cpu_has_fast_bf16()
     print(
-        f"\n== vs original: {ORIGINAL_HW[0]}x{ORIGINAL_HW[1]} 4-channel phantom, "
+        f"\n== vs original: {ORIGINAL_HW[0]}x{ORIGINAL_HW[1]} 4-channel phantom, max side "
+        f"{args.max_size}, "
         f"{pyr.num_scales} scales ({n_scales} timed), {args.iters} iterations/scale, "
         f"{cfg.d_steps} D + {cfg.g_steps} G steps, {torch.get_num_threads()} threads, "
         f"cpu native bf16: {bf16}; s/iteration per image, first iteration of a scale not timed"
@@ -285,7 +286,7 @@ def vs_original(args: argparse.Namespace, runtime: Runtime) -> None:
         work = Path(tmp)
         original.write_input(work, *polyp(0))
         for _ in range(args.rounds):
-            run = original.train_original(ref, work, args.iters, 250, seed=1, scales=n_scales)
+            run = original.train_original(ref, work, args.iters, args.max_size, 1, n_scales)
             times["original"].append(run.per_iter)
             print(f"  original: {sum(run.per_iter):.3f} s/it summed", flush=True)
             for v in vs:
@@ -493,6 +494,9 @@ def main() -> None:
     ap.add_argument("--vs-original", action="store_true", help="synthmed vs the original code")
     ap.add_argument("--reference", default=str(original.DEFAULT_REFERENCE), help="original's folder")
     ap.add_argument("--scales", type=int, default=None, help="--vs-original: time the first N scales")
+    ap.add_argument(
+        "--max-size", type=int, default=250, help="--vs-original: finest side (250: the original's)"
+    )
     ap.add_argument("--rounds", type=int, default=1, help="--vs-original: alternations (min taken)")
     ap.add_argument("--k", type=int, default=8, help="--vs-original: models per stacked scale")
     ap.add_argument(
