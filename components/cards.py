@@ -96,6 +96,9 @@ class CardFacts:
     reference_stats: dict[str, Any] = field(default_factory=dict)
     """Label/mask statistics of the real training images, shown beside the set's own."""
     quality_note: str = ""
+    set_licence: str | None = None
+    """The set's licence when it is inherited whole (a sample of a generator whose card gave it);
+    None: derived from the sources' licences (:func:`set_licence`)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Publisher-specific facts (style-transfer method, sampling request...)."""
 
@@ -350,7 +353,7 @@ def build_card(name: str, samples: ImageSet, facts: CardFacts) -> dict[str, Any]
         "intended_use": intended_use(modality),
         "limitations": limitations(modality, output, facts, quality),
         "licence": {
-            "set": set_licence(groups),
+            "set": facts.set_licence or set_licence(groups),
             "sources": groups,
             "weights": weights,
         },
@@ -583,6 +586,9 @@ def headline(card: Mapping[str, Any]) -> dict[str, str]:
         tags["card.memorized_share"] = repr(float(mem["memorized_share"]))
         tags["card.memorization"] = str(mem["verdict"])
     tags["card.licence"] = str(card["licence"]["set"])[:250]
+    td = card["generator"]["training_data"]
+    sha = str(td.get("manifest_sha256") or "")[:12]
+    tags["card.training"] = f"{td['dataset']}: {td['source']} ({td['n_images']} images, manifest {sha})"
     return tags
 
 

@@ -265,6 +265,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     example = np.zeros((1, 3, size, size), dtype=np.float32)
     results: dict[str, Any] = {}
     with tracking.start_run(cfg, "evaluate") as parent:
+        parent.tag("synthmed.device", runtime.device.type)  # reproduce: bit-identical on CPU
         parent.tags(
             tracking.lineage_tags(
                 synthetic_set_version=set_info["name"],
@@ -315,6 +316,7 @@ def evaluate(cfg: Config) -> dict[str, Any]:
             "git_commit": tracking.git_commit(),
             "config_digest": config_digest(cfg, *EVALUATE_SECTIONS),
             "seed": cfg.seed,
+            "device": runtime.device.type,
         }
         parent.dict(summary, "evaluation.json")
     return _write_metrics(cfg, "evaluate", summary)
@@ -339,6 +341,7 @@ def promote(cfg: Config) -> dict[str, Any]:
         "synthmed.stage": "evaluate",
         "seed": ev.get("seed", cfg.seed),
         "config.digest": ev.get("config_digest"),
+        "synthmed.device": ev.get("device"),
     }
     if synthetic:  # a model trained on real images alone carries no set version
         tags["synthetic.set_version"] = ev["synthetic_set"]
