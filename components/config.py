@@ -429,7 +429,7 @@ class CardConfig(_Section):
     pixels: int = Field(16, ge=4, description="Side (px) of the thumbnails of features: pixels.")
     prdc_k: int = Field(
         5, ge=1, description="k of the k-NN balls of precision/recall/density/coverage (the "
-        "paper's 5); capped at the smaller set's size minus one."
+        "paper's 5); capped at the smaller set's size minus two."
     )
     grid_images: int = Field(16, ge=1, description="Images in the card's sample grid.")
 

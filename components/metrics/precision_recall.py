@@ -25,7 +25,8 @@ from components.errors import DataError
 def prdc_metrics(real: np.ndarray, synthetic: np.ndarray, nearest_k: int) -> dict[str, float]:
     """``precision``, ``recall``, ``density``, ``coverage`` and the ``prdc_k`` used.
 
-    ``nearest_k`` is capped at the smaller set's size minus one (a k-NN ball needs k others).
+    ``nearest_k`` is capped at the smaller set's size minus two (prdc sorts to the k+1-th
+    distance, the point itself included).
 
     Raises:
         DataError: fewer than 2 samples in a set, or feature sets of different widths.
@@ -36,9 +37,9 @@ def prdc_metrics(real: np.ndarray, synthetic: np.ndarray, nearest_k: int) -> dic
     synthetic = np.asarray(synthetic, dtype=np.float32)
     if real.ndim != 2 or synthetic.ndim != 2 or real.shape[1] != synthetic.shape[1]:
         raise DataError(f"PRDC: features must be N x D of one D, got {real.shape} and {synthetic.shape}")
-    if min(len(real), len(synthetic)) < 2:
-        raise DataError(f"PRDC: need at least 2 samples per set, got {len(real)} and {len(synthetic)}")
-    k = max(1, min(int(nearest_k), len(real) - 1, len(synthetic) - 1))
+    if min(len(real), len(synthetic)) < 3:
+        raise DataError(f"PRDC: need at least 3 samples per set, got {len(real)} and {len(synthetic)}")
+    k = max(1, min(int(nearest_k), len(real) - 2, len(synthetic) - 2))
     # compute_prdc prints the set sizes; components never print (the CLI owns the terminal).
     with contextlib.redirect_stdout(io.StringIO()):
         out = compute_prdc(real_features=real, fake_features=synthetic, nearest_k=k)
