@@ -206,7 +206,7 @@ def models(
               fmt(r["fid"]), fmt(r["kid"], 4), fmt(r["precision"]), fmt(r["recall"]),
               fmt(r["coverage"]), fmt(r["memorized_share"]), str(r["features"] or "")]
              for r in rows]  # fmt: skip
-    console = Console(width=max(Console().width, 160))
+    console = Console(width=max(Console().width, 200))
     console.print(_table(f"Registered generators ({len(rows)})", header, cells))
 
 

@@ -201,7 +201,7 @@ def test_models_lists_filters_and_ranks_registered_generators(world: dict) -> No
     assert [r["name"] for r in json.loads(ranked.stdout)][0] == "synthmed-dcgan-64"
     table = _cli(["models"], project, env)
     assert table.returncode == 0 and "Registered generators (2)" in table.stdout
-    assert "dermoscopy" in table.stdout and "endoscopy" in table.stdout
+    assert "dcgan" in table.stdout and "singan-seg" in table.stdout
     bad = _cli(["models", "--rank-by", "beauty"], project, env)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--rank-by" in bad.stderr
 
