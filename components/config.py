@@ -353,6 +353,11 @@ class SinganConfig(_Section):
     sample_scale_w: float = Field(
         1.0, gt=0, description="Sampling: output width as a multiple of the training width."
     )
+    registered_model: str = Field(
+        "synthmed-{kind}-{image_size}",
+        description="MLflow registered model of the trained SinGAN-Seg models ({kind} and "
+        "{image_size}, the output size, are filled in).",
+    )
 
 
 class StyleTransferConfig(_Section):
@@ -454,6 +459,24 @@ class MetricsConfig(_Section):
     batch_size: int = Field(
         32, ge=1, description="Images per forward pass of feature extractors and PIQA metrics."
     )
+
+
+class CardConfig(_Section):
+    """The dataset card written into every published synthetic set (components/cards.py)."""
+
+    features: Literal["inception", "pixels"] = Field(
+        "inception",
+        description="Feature space of the card's FID/KID, precision/recall/density/coverage and "
+        "memorization check: the FID Inception-v3 (metrics.inception_path; ~0.3-1 s an image on "
+        "CPU) or RGB thumbnails (`pixels` a side: no weights, seconds; not comparable with "
+        "published FIDs). Studies that already judge a set on Inception features reuse them.",
+    )
+    pixels: int = Field(16, ge=4, description="Side (px) of the thumbnails of features: pixels.")
+    prdc_k: int = Field(
+        5, ge=1, description="k of the k-NN balls of precision/recall/density/coverage (the "
+        "paper's 5); capped at the smaller set's size minus two."
+    )
+    grid_images: int = Field(16, ge=1, description="Images in the card's sample grid.")
 
 
 class PromoteConfig(_Section):
@@ -691,6 +714,7 @@ class Config(_Section):
     promote: PromoteConfig = PromoteConfig()
     tracking: TrackingConfig = TrackingConfig()
     metrics: MetricsConfig = MetricsConfig()
+    cards: CardConfig = CardConfig()
     polyp_study: PolypStudyConfig = PolypStudyConfig()
     lesion_study: LesionStudyConfig = LesionStudyConfig()
 

@@ -19,6 +19,8 @@ QUIET_ENV = {
     "HF_HUB_OFFLINE": "1",
     "DVC_NO_ANALYTICS": "1",
     "MLFLOW_LOGGING_LEVEL": "WARNING",  # no INFO chatter (database creation) around our output
+    # No tqdm bars on stderr when a model is downloaded (sample, reproduce): errors stay one line.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
 }
 """Telemetry and download switches, as environment variables."""
 

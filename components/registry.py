@@ -86,6 +86,10 @@ def log_model(
     return f"runs:/{run_id}/{name}"
 
 
+GENERATOR_TAG = "synthmed.type"
+"""Registered-model tag that marks a generator (value ``generator``): what the zoo lists."""
+
+
 def register_generator(
     run_id: str,
     weights: str | os.PathLike[str],
@@ -93,44 +97,76 @@ def register_generator(
     image_size: int,
     registered_name: str,
     tags: Mapping[str, Any],
+    description: str | None = None,
 ) -> int:
     """Log the generator saved at ``weights`` as a pyfunc model of run ``run_id`` and register
     it as a new version of ``registered_name``.
 
     The version is tagged with ``tags`` (config digest, data manifest sha256, git commit...)
-    plus ``generator.kind`` and ``generator.image_size``. Returns the new version number.
+    plus ``generator.kind``, ``generator.image_size``, ``generator.modality`` and
+    ``generator.output``; the registered model is tagged as a generator of that kind (what
+    ``synthmed models`` searches) and described. ``description`` describes the version (what it
+    was trained on). Returns the new version number.
     """
     import tempfile
 
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from components.generators.base import get_generator
+    from components.generators.base import get_generator, read_state
     from components.generators.mlflow_model import save_pyfunc
+    from components.generators.per_class import PerClassGenerator
 
-    get_generator(kind)  # an unknown kind fails here, with the known kinds, not at serving time
+    cls = get_generator(kind)  # an unknown kind fails here, with the known kinds, not at serving
     path = Path(weights)
     if not path.is_file():
         raise DataError(f"{path}: generator weights not found")
+    output = "image+label" if PerClassGenerator.is_bundle(read_state(path)) else cls.output
     with tempfile.TemporaryDirectory(prefix="synthmed-generator-") as tmp:
         local = Path(tmp) / "generator"
         save_pyfunc(local, path, kind, image_size)
         MlflowClient().log_artifacts(run_id, str(local), artifact_path="generator")
-    all_tags = {"generator.kind": kind, "generator.image_size": image_size, **tags}
+    facts = {
+        "generator.kind": kind,
+        "generator.image_size": image_size,
+        "generator.modality": cls.modality,
+        "generator.output": output,
+    }
+    all_tags = {**facts, **tags}
     registered = mlflow.register_model(
         f"runs:/{run_id}/generator", registered_name, tags={k: str(v) for k, v in all_tags.items()}
     )
+    client = _client()
+    paper = ((cls.__doc__ or "").strip().splitlines() or [""])[0]
+    client.update_registered_model(
+        registered_name,
+        description=f"synthmed generator '{kind}' ({paper}): {cls.modality}, {output}, "
+        f"{image_size} px. Each version is one training run; its tags hold the lineage (git "
+        "commit, config digest, training data manifest sha256) and the figures of the latest "
+        "dataset card published from it (card.*). Sample with `synthmed sample "
+        f"{registered_name}@<alias> -n 100 --out DIR` or as an MLflow pyfunc.",
+    )
+    for key, value in {GENERATOR_TAG: "generator", **facts}.items():
+        client.set_registered_model_tag(registered_name, key, str(value))
+    if description:
+        client.update_model_version(registered_name, str(registered.version), description=description)
     return int(registered.version)
 
 
 def register_lesion_generator(
-    gan: GanConfig, run_id: str, weights: Path, data_hash: str, config_digest: str
+    gan: GanConfig,
+    run_id: str,
+    weights: Path,
+    data_hash: str,
+    config_digest: str,
+    train_images: int | None = None,
 ) -> tuple[str, int]:
     """Register trained GAN weights as a new version of ``synthmed-<kind>-<size>`` (one
     registered model per GAN kind and size), tagged with the commit, data and config."""
     from components.tracking import git_commit
 
     name = gan.registered_model.format(kind=gan.kind, image_size=gan.image_size)
+    seen = f"{train_images} real training images" if train_images else "the real training split"
     version = register_generator(
         run_id,
         weights,
@@ -142,8 +178,34 @@ def register_lesion_generator(
             "data.manifest_sha256": data_hash,
             "config.digest": config_digest,
         },
+        description=f"{gan.kind} at {gan.image_size} px, {gan.steps} steps, trained on {seen} "
+        f"of the validated lesion table (sha256 {data_hash[:12]}), config {config_digest}.",
     )
     return name, version
+
+
+def tag_model_version(name: str, version: str | int, tags: Mapping[str, Any]) -> None:
+    """Set ``tags`` on version ``version`` of ``name`` (None values are left out)."""
+    client = _client()
+    for key, value in tags.items():
+        if value is not None:
+            client.set_model_version_tag(name, str(version), key, str(value))
+
+
+def describe(
+    name: str, version: str | int, version_text: str, model_text: str | None = None
+) -> None:
+    """Describe version ``version`` of ``name`` (and, with ``model_text``, the model itself):
+    what it is, what it was trained on, its metrics, as the registry UI shows them."""
+    client = _client()
+    client.update_model_version(name, str(version), description=version_text)
+    if model_text is not None:
+        client.update_registered_model(name, description=model_text)
+
+
+def metrics_text(metrics: Mapping[str, float]) -> str:
+    """``roc_auc=0.812, f1=0.640`` for a description."""
+    return ", ".join(f"{k}={float(v):.4f}" for k, v in sorted(metrics.items()))
 
 
 def best_arm(arms: Mapping[str, Mapping[str, float]], cfg: PromoteConfig) -> str:

@@ -30,6 +30,10 @@ from components.io import atomic_write_json
 from components.runtime import runtime_for, seed_everything
 
 
+EVALUATE_SECTIONS = ("data", "validation", "evaluate")
+"""What the evaluate stage's models depend on besides the code and the seed (config digest)."""
+
+
 def _read_json(path: Path, stage: str) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"{path}: missing; run the '{stage}' stage first (synthmed {stage})")
@@ -124,6 +128,7 @@ def validate(cfg: Config) -> dict[str, Any]:
 
 def train(cfg: Config) -> dict[str, Any]:
     """Train the configured lesion generator on the real training split and register it."""
+    from components.data.store import split_ref
     from components.generators.factory import build_generator
     from components.registry import register_lesion_generator
 
@@ -135,12 +140,13 @@ def train(cfg: Config) -> dict[str, Any]:
     data_hash = validated_sha256(cfg, "lesions")
     with tracking.start_run(cfg, "train", run_name=f"train-{cfg.gan.kind}-{cfg.gan.image_size}") as rep:
         rep.tags(tracking.lineage_tags(data_manifest_sha256=data_hash))
+        rep.input(split_ref(cfg, "lesions", "train"), "training")
         gen = build_generator(cfg.gan.kind, cfg.gan, cfg.seed, runtime_for(cfg))
         figures = gen.fit(data, out / f"work-{digest}", rep)
         weights = out / "generator.pt"
         gen.save(weights)
         name, version = register_lesion_generator(
-            cfg.gan, rep.run_id, weights, data_hash, digest
+            cfg.gan, rep.run_id, weights, data_hash, digest, train_images=len(data)
         )
         info = {
             "kind": cfg.gan.kind,
@@ -157,21 +163,25 @@ def train(cfg: Config) -> dict[str, Any]:
 
 
 def generate(cfg: Config) -> dict[str, Any]:
-    """Sample a synthetic set from the trained generator, write it and version it with DVC."""
+    """Sample a synthetic set from the trained generator, write it with its dataset card and
+    version it with DVC."""
+    from components import cards
     from components.generators.base import class_labels
     from components.generators.factory import load_generator
     from components.imageset import preview
+    from components.registry import tag_model_version
     from components.synthetic import content_digest, set_name, write_set
     from components.versioning import publish_set
 
     info = _read_json(cfg.stage_dir("train") / "generator.json", "train")
-    gen = load_generator(cfg.stage_dir("train") / "generator.pt", runtime_for(cfg))
+    runtime = runtime_for(cfg)
+    gen = load_generator(cfg.stage_dir("train") / "generator.pt", runtime)
+    train_split = load_split(cfg, "lesions", "train", cfg.gan.image_size)
     labels = None
     if gen.conditional:
         share = cfg.generate.malignant_share
         if share is None:
-            train_labels = load_split(cfg, "lesions", "train", cfg.gan.image_size).labels
-            share = float(train_labels.mean()) if train_labels is not None else 0.5
+            share = float(train_split.labels.mean()) if train_split.labels is not None else 0.5
         labels = class_labels(cfg.generate.n_images, share)
     samples = gen.sample(cfg.generate.n_images, seed=cfg.seed, labels=labels)
     name = set_name(info["kind"], info["image_size"], cfg.profile, content_digest(samples))
@@ -187,8 +197,22 @@ def generate(cfg: Config) -> dict[str, Any]:
         "n_images": len(samples),
         "image_size": info["image_size"],
     }
+    facts = cards.card_facts(
+        cfg,
+        "lesions",
+        cards.GeneratorFacts(
+            info["kind"], info["registered_model"], str(info["model_version"]),
+            info["config_digest"], cfg.seed,
+        ),
+        samples,
+        train_split,
+        load_split(cfg, "lesions", "test", cfg.gan.image_size),
+        runtime,
+    )  # fmt: skip
     with tracking.start_run(cfg, "generate", run_name=f"generate-{name}") as rep:
         write_set(samples, set_dir, meta)
+        # Into the set before DVC hashes it: `dvc pull` brings the card with the images.
+        card = cards.write_card(set_dir, name, samples, facts, cfg.cards.grid_images)
         version = publish_set(root, set_dir, cfg.versioning, record=meta)
         rep.tags(
             tracking.lineage_tags(
@@ -199,6 +223,11 @@ def generate(cfg: Config) -> dict[str, Any]:
             )
         )
         rep.image("synthetic_samples", preview(samples, 64))
+        for file in cards.CARD_FILES:
+            rep.artifact(set_dir / file, "card")
+        rep.metrics(cards.metrics(card))
+        # The generator's latest card, on the generator: what `synthmed models` lists and ranks.
+        tag_model_version(info["registered_model"], info["model_version"], cards.headline(card))
         record = {
             **meta,
             "md5": version.md5,
@@ -213,10 +242,13 @@ def generate(cfg: Config) -> dict[str, Any]:
 
 def evaluate(cfg: Config) -> dict[str, Any]:
     """Train the classifier on each configured arm and test it on the held-out real split."""
+    import numpy as np
+
     from components.arms import Arm, run_arm
     from components.classifier import plot_confusion_matrix, plot_roc
+    from components.data.store import split_ref
     from components.registry import log_model
-    from components.synthetic import read_set
+    from components.synthetic import read_set, set_ref
 
     runtime = runtime_for(cfg)
     size = cfg.evaluate.image_size
@@ -224,10 +256,16 @@ def evaluate(cfg: Config) -> dict[str, Any]:
     real_val = load_split(cfg, "lesions", "val", size)
     test = load_split(cfg, "lesions", "test", size)
     set_info = _read_json(cfg.stage_dir("generate") / "set.json", "generate")
-    synthetic = read_set(Path(cfg.versioning.sets_dir) / set_info["name"])
+    set_dir = Path(cfg.versioning.sets_dir) / set_info["name"]
+    synthetic = read_set(set_dir)
     kind = set_info["generator_kind"]
+    splits = {s: split_ref(cfg, "lesions", s) for s in ("train", "val", "test")}
+    synthetic_ref = set_ref(set_dir, set_info.get("md5"))
+    # The classifier's input: a batch of normalised images (what predict_proba feeds it).
+    example = np.zeros((1, 3, size, size), dtype=np.float32)
     results: dict[str, Any] = {}
     with tracking.start_run(cfg, "evaluate") as parent:
+        parent.tag("synthmed.device", runtime.device.type)  # reproduce: bit-identical on CPU
         parent.tags(
             tracking.lineage_tags(
                 synthetic_set_version=set_info["name"],
@@ -236,9 +274,21 @@ def evaluate(cfg: Config) -> dict[str, Any]:
                 f"{set_info['generator_model_version']}",
             )
         )
+        inputs = [(splits["train"], "training"), (splits["val"], "validation"),
+                  (splits["test"], "testing")]  # fmt: skip
+        tracking.log_inputs(parent, [*inputs, (synthetic_ref, "training")])
         for name in cfg.evaluate.arms:
             arm = Arm(name, name, kind if name != "real" else None)  # type: ignore[arg-type]
-            with parent.child(f"arm-{name}", {"synthmed.arm": name}) as rep:
+            # The truth: only an arm that trains on the synthetic set names it.
+            arm_tags = {"synthmed.arm": name,
+                        "synthetic.set_version": set_info["name"] if arm.needs_synthetic else None}  # fmt: skip
+            with parent.child(f"arm-{name}", arm_tags) as rep:
+                arm_inputs = [(synthetic_ref, "training")] if arm.needs_synthetic else []
+                if arm.family == "synthetic":  # trains on the set alone
+                    arm_inputs += inputs[1:]
+                else:
+                    arm_inputs = [*inputs[:1], *arm_inputs, *inputs[1:]]
+                tracking.log_inputs(rep, arm_inputs)
                 seed_everything(cfg.seed)
                 done = run_arm(
                     arm, real_train, real_val, test, synthetic, cfg.evaluate, runtime, rep, cfg.seed
@@ -253,13 +303,20 @@ def evaluate(cfg: Config) -> dict[str, Any]:
                 results[name] = {
                     **done.record(),
                     "run_id": rep.run_id,
-                    "model_uri": log_model(rep.run_id, done.model),
+                    "uses_synthetic": arm.needs_synthetic,
+                    "model_uri": log_model(rep.run_id, done.model, input_example=example),
                 }
         summary = {
             "arms": results,
             "parent_run_id": parent.run_id,
             "synthetic_set": set_info["name"],
             "data_manifest_sha256": set_info["source_manifest_sha256"],
+            # What trained the models, for their registry versions (promote runs later, maybe
+            # at another commit): the code, the settings and the seed.
+            "git_commit": tracking.git_commit(),
+            "config_digest": config_digest(cfg, *EVALUATE_SECTIONS),
+            "seed": cfg.seed,
+            "device": runtime.device.type,
         }
         parent.dict(summary, "evaluation.json")
     return _write_metrics(cfg, "evaluate", summary)
@@ -267,22 +324,45 @@ def evaluate(cfg: Config) -> dict[str, Any]:
 
 def promote(cfg: Config) -> dict[str, Any]:
     """Register the best arm's classifier; move ``champion`` only if it beats the incumbent."""
-    from components.registry import best_arm
+    from components.registry import best_arm, describe, metrics_text
     from components.registry import promote as promote_model
 
     tracking.configure(cfg.tracking)
     ev = _read_json(cfg.stage_dir("evaluate") / "metrics.json", "evaluate")
     arms = ev["arms"]
     best = best_arm({a: r["metrics"] for a, r in arms.items()}, cfg.promote)
+    synthetic = arms[best].get("uses_synthetic", best != "real")
     tags = {
-        "git.commit": tracking.git_commit(),
+        "git.commit": ev.get("git_commit") or tracking.git_commit(),
         "data.manifest_sha256": ev["data_manifest_sha256"],
-        "synthetic.set_version": ev["synthetic_set"],
         "prefect.flow_run_id": tracking.flow_run_id() or "none",
         "synthmed.arm": best,
         "synthmed.profile": cfg.profile,
+        "synthmed.stage": "evaluate",
+        "seed": ev.get("seed", cfg.seed),
+        "config.digest": ev.get("config_digest"),
+        "synthmed.device": ev.get("device"),
     }
+    if synthetic:  # a model trained on real images alone carries no set version
+        tags["synthetic.set_version"] = ev["synthetic_set"]
+    tags = {k: str(v) for k, v in tags.items() if v is not None}
     result = promote_model(arms[best]["model_uri"], arms[best]["metrics"], cfg.promote, tags)
+    trained_on = (f"real training split + synthetic set {ev['synthetic_set']}" if synthetic
+                  else "the real training split only")  # fmt: skip
+    describe(
+        result.name,
+        result.version,
+        f"EfficientNet ({cfg.evaluate.model}) benign/malignant classifier, arm '{best}': trained "
+        f"on {trained_on} ({arms[best]['train_images']} images; validated lesion table sha256 "
+        f"{ev['data_manifest_sha256'][:12]}), best epoch {arms[best]['best_epoch']}, seed "
+        f"{tags['seed']}. Test on the held-out real split: {metrics_text(arms[best]['metrics'])}. "
+        f"Promotion: {result.reason}.",
+        model_text="synthmed lesion classifier: EfficientNet on dermoscopy images (input "
+        "N x 3 x S x S float32, ImageNet-normalised; output N x 2 logits benign/malignant). One "
+        "version per evaluate stage (its best arm); alias 'champion' is the best so far on the "
+        f"test {cfg.promote.metric}, 'challenger' the latest. Rebuild a version with `synthmed "
+        "reproduce models:/<name>/<version>`.",
+    )
     out = {
         "registered_model": result.name,
         "version": int(result.version),

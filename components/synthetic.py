@@ -23,7 +23,7 @@ import io
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -31,6 +31,9 @@ from PIL import Image, UnidentifiedImageError
 from components.errors import DataError
 from components.imageset import LABEL_NAMES, ImageSet, png_bytes
 from components.io import atomic_dir, atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from components.tracking import DatasetRef
 
 MANIFEST_COLUMNS = ("image_id", "file", "label", "mask_file")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -211,3 +214,23 @@ def _labels(rows: list[dict[str, str]], manifest: Path) -> np.ndarray | None:
     if unknown:
         raise DataError(f"{manifest}: labels {unknown} not in {list(LABEL_NAMES)}")
     return np.array([LABEL_NAMES.index(lab) for lab in found], dtype=np.int64)
+
+
+def set_ref(path: Path, md5: str | None = None) -> DatasetRef:
+    """The set at ``path`` as a run input: its name, folder, content sha256 and size, with the
+    generator version and DVC md5 (when versioned) as tags; no image is read."""
+    from components.tracking import DatasetRef
+
+    meta = read_meta(path)
+    generator = f"{meta.get('generator_registered_model')}/{meta.get('generator_model_version')}"
+    tags = {"synthmed.generator_kind": meta.get("generator_kind"), "synthmed.dvc_md5": md5}
+    if meta.get("generator_registered_model"):
+        tags["synthmed.generator_model_version"] = generator
+    return DatasetRef(
+        name=str(meta.get("name") or Path(path).name),
+        source=str(Path(path).resolve()),
+        digest=str(meta.get("content_sha256", "")),
+        columns=list(MANIFEST_COLUMNS),
+        rows=int(meta.get("n", 0)),
+        tags={k: str(v) for k, v in tags.items() if v is not None},
+    )

@@ -23,7 +23,8 @@ import contextlib
 import functools
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +37,28 @@ FLOW_RUN_ENV = "SYNTHMED_FLOW_RUN_ID"
 """Set by the Prefect flows for the processes they start; read into run tags."""
 STAGE_TAG = "synthmed.stage"
 PROFILE_TAG = "synthmed.profile"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+"""MLflow 3's experiment kind: its UI opens a ``custom_model_development`` experiment in the
+model-training view (runs, metrics, models) instead of the GenAI one (traces)."""
+EXPERIMENT_KIND = "custom_model_development"
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """A dataset a run reads, described without loading it: what MLflow's Datasets section shows.
+
+    ``source`` is where it lives (a manifest's path or URI, a synthetic set's folder), ``digest``
+    its content hash (the validated table's sha256, a set's content sha256; MLflow keeps 36
+    characters, the full one goes to the ``synthmed.sha256`` input tag), ``columns`` the schema of
+    its table, ``rows`` how many records it has, ``tags`` more facts (split, DVC md5...).
+    """
+
+    name: str
+    source: str
+    digest: str
+    columns: Sequence[str] = ()
+    rows: int | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
 
 
 class Reporter(Protocol):
@@ -69,6 +92,9 @@ class Reporter(Protocol):
 
     def params(self, values: Mapping[str, Any]) -> None: ...
 
+    def input(self, dataset: DatasetRef, context: str) -> None:
+        """A dataset the run reads (``context``: training, validation, testing, reference...)."""
+
     def child(
         self, name: str, tags: Mapping[str, Any] | None = None
     ) -> contextlib.AbstractContextManager[Reporter]:
@@ -89,6 +115,7 @@ class NullReporter:
         self.tag_values: dict[str, str] = {str(k): str(v) for k, v in (tags or {}).items()}
         self.param_values: dict[str, str] = {}
         self.files: list[str] = []
+        self.inputs: list[tuple[DatasetRef, str]] = []
         self.children: dict[str, NullReporter] = {}
 
     @property
@@ -128,6 +155,9 @@ class NullReporter:
 
     def params(self, values: Mapping[str, Any]) -> None:
         self.param_values.update({k: str(v) for k, v in values.items()})
+
+    def input(self, dataset: DatasetRef, context: str) -> None:
+        self.inputs.append((dataset, context))
 
     @contextlib.contextmanager
     def child(self, name: str, tags: Mapping[str, Any] | None = None) -> Iterator[NullReporter]:
@@ -195,6 +225,18 @@ class MlflowReporter:
         for i in range(0, len(items), 100):  # the store's batch limit
             self.client.log_batch(self._run_id, params=items[i : i + 100])
 
+    def input(self, dataset: DatasetRef, context: str) -> None:
+        from mlflow.entities import DatasetInput, InputTag
+
+        tags = {"mlflow.data.context": context, "synthmed.sha256": dataset.digest, **dataset.tags}
+        if dataset.rows is not None:
+            tags["synthmed.rows"] = str(dataset.rows)
+        entity = _meta_dataset(dataset)._to_mlflow_entity()
+        self.client.log_inputs(
+            self._run_id,
+            datasets=[DatasetInput(entity, [InputTag(k, str(v)) for k, v in tags.items()])],
+        )
+
     @contextlib.contextmanager
     def child(
         self, name: str, tags: Mapping[str, Any] | None = None
@@ -209,6 +251,29 @@ class MlflowReporter:
         all_tags["mlflow.parentRunId"] = self._run_id
         with _run(parent.info.experiment_id, name, all_tags) as run_id:
             yield MlflowReporter(run_id)
+
+
+def _meta_dataset(dataset: DatasetRef) -> Any:
+    """An MLflow MetaDataset: name, source, digest and schema, no data (images stay on disk)."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.types import ColSpec, DataType, Schema
+
+    with warnings.catch_warnings():
+        # A local path matches MLflow's "local" source type twice (plain and file://); it warns.
+        warnings.simplefilter("ignore")
+        source = resolve_dataset_source(dataset.source)
+    columns = [ColSpec(DataType.string, c) for c in dataset.columns]
+    schema = Schema(columns) if columns else None
+    return MetaDataset(source, name=dataset.name, digest=dataset.digest[:36], schema=schema)
+
+
+def log_inputs(reporter: Reporter, inputs: Sequence[tuple[DatasetRef, str]]) -> None:
+    """Every ``(dataset, context)`` of ``inputs`` as an input of ``reporter``'s run."""
+    for dataset, context in inputs:
+        reporter.input(dataset, context)
 
 
 def _image_file(name: str, step: int | None) -> str:
@@ -271,6 +336,10 @@ def configure(cfg: TrackingConfig, root: str | os.PathLike[str] = ".") -> str:
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(cfg.experiment)
     if exp is not None:
+        if exp.tags.get(EXPERIMENT_KIND_TAG) is None:  # made before synthmed set the kind
+            mlflow.MlflowClient().set_experiment_tag(
+                exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+            )
         mlflow.set_experiment(experiment_id=exp.experiment_id)
         return str(exp.experiment_id)
     location = None
@@ -281,7 +350,11 @@ def configure(cfg: TrackingConfig, root: str | os.PathLike[str] = ".") -> str:
         art.mkdir(parents=True, exist_ok=True)
         location = art.as_uri()
     try:
-        exp_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+        exp_id = mlflow.create_experiment(
+            cfg.experiment,
+            artifact_location=location,
+            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+        )
     except Exception:  # created concurrently by another process
         found = mlflow.get_experiment_by_name(cfg.experiment)
         if found is None:

@@ -516,14 +516,20 @@ def _build_data_docs(gx_result: dict[str, Any], site_dir: Path) -> None:
 def write_report(
     result: ValidationResult, out_dir: str | os.PathLike[str], dataset: Dataset | None = None
 ) -> dict[str, Path]:
-    """Write quarantine.csv, gx_result.json, summary.json and data_docs/ under ``out_dir``.
+    """Write quarantine.csv, gx_result.json, summary.json, report.html and data_docs/ under
+    ``out_dir``.
+
+    ``report.html`` is the report to open: self-contained (no CDN, no external URL), it shows
+    every expectation and every quarantined row offline. GX's data docs stay as an extra: they
+    load their styles and scripts from CDNs and render empty without a network.
 
     Clean rows are not written here: the stage writes dataset.csv once it has split them.
     Every file is written atomically and the data docs folder is swapped in whole. ``dataset``,
     when given, must be the result's: it guards against one dataset's report in another's folder.
 
     Returns:
-        The written paths by name (``quarantine``, ``gx_result``, ``summary``, ``data_docs``).
+        The written paths by name (``quarantine``, ``gx_result``, ``summary``, ``report``,
+        ``data_docs``).
     """
     if dataset is not None and dataset != result.dataset:
         raise ValueError(f"write_report: result is for {result.dataset}, not {dataset}")
@@ -534,11 +540,46 @@ def write_report(
         ),
         "gx_result": atomic_write_json(out / "gx_result.json", result.gx_result),
         "summary": atomic_write_json(out / "summary.json", result.summary),
+        "report": atomic_write_text(out / "report.html", offline_report(result)),
     }
     with atomic_dir(out / "data_docs") as tmp:
         _build_data_docs(result.gx_result, tmp)
     paths["data_docs"] = out / "data_docs" / "index.html"
     return paths
+
+
+def offline_report(result: ValidationResult) -> str:
+    """One self-contained HTML page: the summary, each expectation's outcome, the quarantine."""
+    from components.experiments.reporting import Report
+
+    s = result.summary
+    report = Report(f"Validation of the {result.dataset} manifest")
+    report.paragraph(
+        f"{s['total']} rows: {s['passed']} passed, {s['quarantined']} quarantined "
+        f"(failed share {s['failed_share']:.3f}). Expectations run by Great Expectations; "
+        "its own data docs (data_docs/index.html) need a network for their styles."
+    )
+    report.heading("Expectations")
+    cells = []
+    for outcome in result.gx_result.get("results", []):
+        conf = outcome.get("expectation_config", {})
+        kwargs = {k: v for k, v in conf.get("kwargs", {}).items() if k != "batch_id"}
+        found = outcome.get("result", {}) or {}
+        cells.append([
+            str(conf.get("type", "?")),
+            ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items()))[:160],
+            "passed" if outcome.get("success") else "FAILED",
+            str(found.get("unexpected_count", "")),
+        ])  # fmt: skip
+    report.table(["expectation", "arguments", "outcome", "unexpected rows"], cells)
+    report.heading("Rows failed per check")
+    report.table(["check", "rows"], [[k, str(v)] for k, v in sorted(s.get("failures", {}).items())])
+    report.heading(f"Quarantine ({len(result.quarantine)} rows)")
+    q = result.quarantine
+    cols = [c for c in ("image_id", "source_path", "reason") if c in q.columns]
+    report.table(cols, [[str(v) for v in row] for row in q[cols].itertuples(index=False)])
+    report.facts({k: v for k, v in s.items() if k != "failures"})
+    return report.html()
 
 
 def log_to_mlflow(
@@ -561,7 +602,7 @@ def log_to_mlflow(
             reporter.metric(f"{prefix}.mask_foreground_share.{stat}", value)
     out = Path(out_dir)
     subdir = f"validation/{result.dataset}"
-    for name in ("quarantine.csv", "gx_result.json", "summary.json"):
+    for name in ("report.html", "quarantine.csv", "gx_result.json", "summary.json"):
         reporter.artifact(out / name, subdir=subdir)
     # Pages only: the site's static/ folder is 4 MB of fonts and images per dataset, and the
     # complete site stays in the stage output.

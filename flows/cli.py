@@ -171,6 +171,102 @@ def gans() -> None:
                    f"{(cls.__doc__ or '').strip().splitlines()[0]}")
 
 
+@app.command(
+    help="List the registered generators (the model zoo) with their metadata and their latest "
+    "dataset card's figures; filter and rank them."
+    + _example("synthmed models --modality endoscopy --output image+mask --rank-by kid")
+)
+def models(
+    modality: Annotated[str | None, typer.Option(help="dermoscopy or endoscopy.")] = None,
+    output: Annotated[str | None, typer.Option(help="image, image+label or image+mask.")] = None,
+    kind: Annotated[str | None, typer.Option(help="Generator kind (see `synthmed gans`).")] = None,
+    rank_by: Annotated[
+        str | None,
+        typer.Option("--rank-by", help="Best first by a card figure: fid, kid, memorized_share "
+                     "(lower is better), precision, recall, density, coverage."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+    params: Params = Path("params.yaml"),
+) -> None:
+    from rich.console import Console
+
+    from components.experiments.reporting import fmt
+    from components.zoo import connect, list_generators
+
+    connect(params=params)
+    rows = list_generators(modality, output, kind, rank_by)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    header = ["model", "kind", "modality", "output", "size", "training data", "licence", "FID",
+              "KID", "precision", "recall", "coverage", "memorized", "features"]  # fmt: skip
+    cells = [[f"{r['name']}/{r['version']}" + (f" @{','.join(r['aliases'])}" if r["aliases"] else ""),
+              str(r["kind"]), str(r["modality"]), str(r["output"]), str(r["image_size"]),
+              str(r["training_data"] or "")[:48], str(r["licence"] or "")[:24],
+              fmt(r["fid"]), fmt(r["kid"], 4), fmt(r["precision"]), fmt(r["recall"]),
+              fmt(r["coverage"]), fmt(r["memorized_share"]), str(r["features"] or "")]
+             for r in rows]  # fmt: skip
+    console = Console(width=max(Console().width, 200))
+    console.print(_table(f"Registered generators ({len(rows)})", header, cells))
+
+
+@app.command(
+    help="Draw images from any registered generator into a folder synthmed ingests (ISIC legacy "
+    "JPEG+JSON for lesions, Kvasir-SEG images/ + masks/ for polyps), with a dataset card."
+    + _example("synthmed sample synthmed-acgan-64/1 -n 100 --out synthetic/ --label malignant")
+)
+def sample(
+    model: Annotated[str, typer.Argument(help="NAME, NAME@alias or NAME/VERSION (see `synthmed models`).")],
+    n: Annotated[int, typer.Option("-n", help="Images to draw.")] = 100,
+    out: Annotated[Path, typer.Option("--out", help="New (or empty) folder to write.")] = Path("sampled"),
+    label: Annotated[str | None, typer.Option(help="benign or malignant (conditional generators).")] = None,
+    seed: Annotated[int, typer.Option(help="The same seed draws the same images.")] = 0,
+    params: Params = Path("params.yaml"),
+) -> None:
+    from components.zoo import connect
+    from components.zoo import sample as draw
+
+    connect(params=params)
+    done = draw(model, n, out, label=label, seed=seed)
+    typer.echo(f"wrote {len(done.images)} images from {done.model} to {done.path} "
+               f"(card: {done.path / 'CARD.md'})")  # fmt: skip
+
+
+@app.command(
+    help="Rebuild a registered classifier from its lineage (git commit, config, data manifest "
+    "hash, synthetic set version, seed) in a temporary git worktree and compare its metrics with "
+    "the registered ones." + _example("synthmed reproduce models:/synthmed-lesion-classifier@champion")
+)
+def reproduce(
+    model: Annotated[str, typer.Argument(help="models:/NAME/VERSION or models:/NAME@alias.")],
+    keep: Annotated[Path | None, typer.Option(help="Copy the rebuild's build/ outputs here.")] = None,
+    params: Params = Path("params.yaml"),
+) -> None:
+    from rich.console import Console
+
+    from components.reproduce import reproduce as rebuild
+    from components.zoo import connect
+
+    connect(params=params)
+    done = rebuild(model, Path.cwd(), keep)
+    lin = done.lineage
+    console = Console(width=max(Console().width, 120))
+    console.print(f"{lin.model}: arm '{lin.arm}' at commit {lin.commit[:12]}"
+                  + (" (+dirty: the run had uncommitted changes)" if lin.dirty else "")
+                  + f", data {lin.manifest_sha256[:12]}, set {lin.set_version or 'none'}, seed {lin.seed}")  # fmt: skip
+    cells = [[c.metric, f"{c.registered:.6f}", f"{c.reproduced:.6f}",
+              f"{abs(c.registered - c.reproduced):.2e}", f"{c.tolerance:g}",
+              "identical" if c.identical else ("ok" if c.ok else "DIFFERENT")]
+             for c in done.comparisons]  # fmt: skip
+    console.print(_table("registered vs reproduced (test metrics)",
+                         ["metric", "registered", "reproduced", "|diff|", "tolerance", ""], cells))  # fmt: skip
+    console.print(f"tolerance: {done.tolerance_note}")
+    if not done.ok:
+        print(f"synthmed: {lin.model} was not reproduced within the tolerance", file=sys.stderr)
+        raise typer.Exit(1)
+    console.print(f"reproduced {lin.model}")
+
+
 experiment_app = typer.Typer(
     no_args_is_help=True, help="Studies that judge whether synthetic data helps."
 )

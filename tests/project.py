@@ -58,11 +58,15 @@ def make_project(
             picked[label] += 1
             shutil.copy(meta, lesions / meta.name)
             shutil.copy(meta.with_suffix(".jpg"), lesions / meta.with_suffix(".jpg").name)
+    for statement in ("LICENSE.txt", "ATTRIBUTION.txt"):  # the licence chain of the copies
+        shutil.copy(src.parent / statement, lesions / statement)
     phantoms = REPO_ROOT / "data" / "samples" / "polyp-phantoms"
     for sub in ("images", "masks"):
         (dest / "data" / "polyps" / sub).mkdir(parents=True)
         for path in sorted((phantoms / sub).iterdir())[:polyps]:
             shutil.copy(path, dest / "data" / "polyps" / sub / path.name)
+    for statement in ("LICENSE.txt", "ATTRIBUTION.txt"):
+        shutil.copy(phantoms / statement, dest / "data" / "polyps" / statement)
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     params["profile"] = name
     params["data"]["lesions"]["source"] = "data/lesions"

@@ -49,6 +49,7 @@ from PIL import Image
 from components.config import Config
 from components.data.duplicates import pixels_sha256, thumbnail
 from components.data.isic import read_lesions
+from components.data.licences import source_licence
 from components.data.polyps import binarize, mask_stats, read_polyps
 from components.data.sources import SAFE_ID, Entry, Source, open_source, uri_of
 from components.data.splits import rebalance
@@ -140,6 +141,10 @@ def ingest(dataset: Dataset, cfg: Config, out_dir: Path) -> IngestResult:
                 cache[size]["images"].append(image)
                 if mask is not None:
                     cache[size]["masks"].append(mask)
+        licence, attribution = source_licence(source, keys)
+        for row in rows:
+            row["license"] = row["license"] or licence
+            row["attribution"] = row["attribution"] or attribution
         manifest = _frame(rows)
         manifest.to_csv(tmp / "manifest.csv", index=False, lineterminator="\n")
         for size in sizes:

@@ -67,9 +67,15 @@ def stem(key: str) -> str:
     return PurePosixPath(key).stem
 
 
+DOCUMENTS = frozenset({"CARD.md", "card.html", "card.json", "card_samples.png"})
+"""The dataset card synthmed writes beside a set's images (components/cards.py): about the
+data, never data (its JSON is no ISIC metadata record, its grid no image to train on)."""
+
+
 def _visible(key: str) -> bool:
     # Dot-files (.DS_Store, editor temp files, our own atomic-write temporaries) are never data.
-    return not any(part.startswith(".") for part in PurePosixPath(key).parts)
+    parts = PurePosixPath(key).parts
+    return not any(part.startswith(".") for part in parts) and parts[-1] not in DOCUMENTS
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from components.errors import DataError
 if TYPE_CHECKING:
     from components.config import Config
     from components.imageset import ImageSet
+    from components.tracking import DatasetRef
 
 
 DATASETS: tuple[Dataset, ...] = ("lesions", "polyps")
@@ -77,3 +78,21 @@ def load_split(cfg: Config, dataset: str, split: str | list[str], size: int) -> 
     df = validated_table(cfg, dataset)
     ids = df.loc[df["split"].isin(wanted), "image_id"].tolist()
     return load_cache(ingest_dir(cfg, dataset), size, ids)
+
+
+def split_ref(cfg: Config, dataset: str, split: str | list[str]) -> DatasetRef:
+    """One split of the validated table as a run input: the table's path and sha256 (the run's
+    ``data.manifest_sha256``), its columns and the split's row count; no image is read."""
+    from components.tracking import DatasetRef
+
+    wanted = [split] if isinstance(split, str) else list(split)
+    df = validated_table(cfg, dataset)
+    label = "+".join(wanted)
+    return DatasetRef(
+        name=f"{dataset}-{label}",
+        source=str((validated_dir(cfg, dataset) / "dataset.csv").resolve()),
+        digest=validated_sha256(cfg, dataset),
+        columns=list(df.columns),
+        rows=int(df["split"].isin(wanted).sum()),
+        tags={"synthmed.dataset": dataset, "synthmed.split": label},
+    )

@@ -35,7 +35,7 @@ from components import plan as plans
 from components.arms import Arm, run_arm
 from components.classifier import TEST_METRICS
 from components.config import Config, EvaluateConfig, GanConfig, config_digest
-from components.data.store import load_split, validated_sha256
+from components.data.store import load_split, split_ref, validated_sha256
 from components.errors import ConfigError
 from components.experiments.reporting import STD_NOTE, Report, aggregate, fig_png, fmt, mean_pm_std
 from components.experiments.study import StudyContext
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from components.metrics.fid import FeatureFn
+    from components.metrics.memorization import MemorizationReport
 
 STAGE = "lesion-study"
 ARM_METRICS = TEST_METRICS
@@ -174,13 +175,16 @@ def train_gan(ctx: StudyContext, kind: str) -> dict[str, Any]:
     digest = config_digest(cfg.model_copy(update={"gan": section}), "gan", "data")
     data_hash = validated_sha256(cfg, "lesions")
     with ctx.child(f"gan-{kind}", {"synthmed.gan": kind, "data.manifest_sha256": data_hash}) as rep:
+        rep.input(split_ref(cfg, "lesions", "train"), "training")
         gen = build_generator(kind, section, cfg.seed, ctx.runtime, "lesion_study.gan_kinds")
         figures = gen.fit(train, out / f"work-{digest}", rep)
         weights = out / "generator.pt"
         gen.save(weights)
         registered: dict[str, Any] = {}
         if rep.run_id is not None:  # one registered model per kind and size
-            name, version = register_lesion_generator(section, rep.run_id, weights, data_hash, digest)
+            name, version = register_lesion_generator(
+                section, rep.run_id, weights, data_hash, digest, train_images=len(train)
+            )
             registered = {"registered_model": name, "model_version": version}
     # Per-class wrappers report each model's time ("benign/train_seconds"...): add them up.
     seconds = sum(v for k, v in figures.items() if k.endswith("train_seconds"))
@@ -246,8 +250,9 @@ def judge_set(
     test_feats: np.ndarray,
     domain_fn: FeatureFn | None,
     device: Any,
-) -> tuple[dict[str, float], bool]:
-    """Every metric of one synthetic set; returns ``(metrics, passed memorization)``."""
+) -> tuple[dict[str, float], MemorizationReport, np.ndarray]:
+    """Every metric of one synthetic set; returns ``(metrics, memorization report, Inception
+    features of the protocol's draw of the set)``: the set's card reuses the last two."""
     from components.metrics.fid import (
         draw_index,
         feature_distances,
@@ -278,7 +283,11 @@ def judge_set(
     # Memorization on the same synthetic sample: its share estimates the whole set's.
     report = memorization(syn_feats, train_feats, test_feats, mc)
     out.update(report.as_metrics())
-    return out, report.passed
+    return out, report, syn_feats
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def judge_gan(
@@ -291,9 +300,11 @@ def judge_gan(
         features: the ``features-real`` step's npz.
         domain: the first real arm's record (its ``domain_weights``).
     """
+    from components import cards
     from components.experiments.study import publish_or_hold
     from components.generators.base import class_labels
     from components.generators.factory import load_generator
+    from components.registry import tag_model_version
 
     cfg, kind = ctx.cfg, gan["kind"]
     gen = load_generator(Path(gan["weights"]), ctx.runtime)
@@ -304,7 +315,7 @@ def judge_gan(
         train_feats, test_feats = npz["train"], npz["test"]
     data_hash = validated_sha256(cfg, "lesions")
     with ctx.child(f"set-{kind}", {"synthmed.gan": kind}) as rep:
-        metrics, passed = judge_set(
+        metrics, report, syn_feats = judge_set(
             samples,
             train,
             cfg,
@@ -314,7 +325,17 @@ def judge_gan(
             domain_feature_fn(ctx, domain["domain_weights"]),
             ctx.runtime.device,
         )
+        passed = report.passed
         rep.metrics(metrics)
+        test = load_split(cfg, "lesions", "test", cfg.lesion_study.image_size)
+        facts = cards.card_facts(
+            cfg, "lesions",
+            cards.GeneratorFacts(kind, gan.get("registered_model"), _str(gan.get("model_version")),
+                                 gan["config_digest"], cfg.seed),
+            samples, train, test, ctx.runtime,
+            feats=cards.Features("inception", syn_feats, train_feats, test_feats),
+            memorization=report, memorization_space="inception",
+        )  # fmt: skip
         meta = {
             "generator_kind": kind,
             "generator_registered_model": gan.get("registered_model"),
@@ -326,8 +347,10 @@ def judge_gan(
             "gan_config_digest": gan["config_digest"],
         }
         record = publish_or_hold(
-            samples, passed, cfg, Path(ctx.root), meta, study_dir(cfg) / "unpublished"
+            samples, passed, cfg, Path(ctx.root), meta, study_dir(cfg) / "unpublished", facts
         )
+        if gan.get("registered_model") and record["card_tags"]:
+            tag_model_version(gan["registered_model"], gan["model_version"], record["card_tags"])
         rep.tags(
             {
                 "data.manifest_sha256": data_hash,
@@ -367,6 +390,20 @@ def plan_arms(cfg: Config) -> list[Arm]:
     return arms
 
 
+def log_arm_inputs(rep: Any, cfg: Config, arm: Arm, rec: dict[str, Any] | None) -> None:
+    """The data an arm's run reads, as MLflow inputs: real splits, and its set when it has one."""
+    from components.synthetic import set_ref
+    from components.tracking import log_inputs
+
+    inputs = [(split_ref(cfg, "lesions", s), c)
+              for s, c in (("train", "training"), ("val", "validation"), ("test", "testing"))]  # fmt: skip
+    if arm.family == "synthetic":
+        inputs = inputs[1:]
+    if rec is not None and arm.needs_synthetic:
+        inputs.insert(0, (set_ref(Path(rec["set_dir"]), rec.get("md5")), "training"))
+    log_inputs(rep, inputs)
+
+
 def study_arm(
     ctx: StudyContext,
     arm: Arm,
@@ -399,6 +436,7 @@ def study_arm(
         "synthetic.set_version": rec["name"] if rec is not None and rec["published"] else None,
     }
     with ctx.child(f"{arm.name}-seed{seed}", tags) as rep:
+        log_arm_inputs(rep, cfg, arm, rec)
         done = run_arm(
             arm,
             load_split(cfg, "lesions", "train", size),

@@ -26,6 +26,7 @@ their samples).
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import io
 import json
@@ -39,12 +40,14 @@ import pandas as pd
 
 from components import plan as plans
 from components.config import Config, MetricsConfig, PolypStudyConfig, config_digest
-from components.data.store import ingest_dir, validated_dir, validated_sha256
+from components.data.store import ingest_dir, split_ref, validated_dir, validated_sha256
 from components.errors import DataError
 from components.experiments.reporting import STD_NOTE, Report, aggregate, fig_png, mean_pm_std
 from components.experiments.study import StudyContext, finish, publish_or_hold
 from components.imageset import RESIZE_KERNEL, ImageSet, concat, preview, resize
+from components.data.polyps import _bfs_components, count_components, mask_statistics  # noqa: F401
 from components.io import atomic_write_bytes
+from components.metrics.memorization import pixel_features
 from components.segmenter import METRICS
 
 if TYPE_CHECKING:
@@ -169,6 +172,7 @@ def train_group(ctx: StudyContext, ids: list[str]) -> dict[str, Any]:
     workdir, start = singan_workdir(cfg), time.perf_counter()
     trained, failed = [], []
     with ctx.child(f"singan-{ids[0]}+{len(ids) - 1}", {"synthmed.generator": KIND}) as rep:
+        rep.input(split_ref(cfg, "polyps", ["train", "val"]), "training")
         try:
             fit_singan(cfg, data.subset([position[i] for i in ids]), workdir, ctx.runtime, rep)
             trained = list(ids)
@@ -231,67 +235,6 @@ def samples_of(samples: ImageSet, image_ids: list[str] | np.ndarray) -> ImageSet
 # mask statistics and memorization
 
 
-def count_components(mask: np.ndarray) -> int:
-    """Connected foreground regions of a 2-D {0, 1} mask (4-connectivity)."""
-    try:
-        from scipy import ndimage
-    except ImportError:
-        return _bfs_components(mask)
-    return int(ndimage.label(mask > 0)[1])
-
-
-def _bfs_components(mask: np.ndarray) -> int:
-    seen = np.zeros(mask.shape, dtype=bool)
-    h, w = mask.shape
-    count = 0
-    for start in zip(*np.nonzero(mask), strict=True):
-        if seen[start]:
-            continue
-        count += 1
-        seen[start] = True
-        stack = [start]
-        while stack:
-            y, x = stack.pop()
-            for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
-                if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not seen[ny, nx]:
-                    seen[ny, nx] = True
-                    stack.append((ny, nx))
-    return count
-
-
-def mask_statistics(masks: np.ndarray) -> dict[str, float]:
-    """Area share and connected components of N x H x W {0, 1} masks, summarized.
-
-    A SinGAN-Seg sample whose mask is empty or splintered into many islands is a bad training
-    pair even if its RGB looks right; these numbers say how far the set drifts from real masks.
-    """
-    area = masks.reshape(len(masks), -1).mean(axis=1)
-    comps = np.array([count_components(m) for m in masks], dtype=np.float64)
-    return {
-        "n": float(len(masks)),
-        "area_share_mean": float(area.mean()),
-        "area_share_std": float(area.std()),
-        "components_mean": float(comps.mean()),
-        "components_max": float(comps.max()),
-        "empty_share": float((comps == 0).mean()),
-        "single_component_share": float((comps == 1).mean()),
-    }
-
-
-def pixel_features(data: ImageSet, pixels: int) -> np.ndarray:
-    """N x (pixels * pixels * 3): RGB downsampled (antialiased) to ``pixels`` a side, in [0, 1].
-
-    Raw pixels, not a network's features: SinGAN-Seg copies show up as near-identical layouts and
-    colours, which small thumbnails catch, and the check needs no weights.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(np.ascontiguousarray(data.images)).permute(0, 3, 1, 2).float() / 255
-    x = F.interpolate(x, size=(pixels, pixels), mode="bilinear", antialias=True)
-    return x.reshape(len(x), -1).numpy()
-
-
 def memorization_check(
     synthetic: ImageSet,
     train: ImageSet,
@@ -342,24 +285,87 @@ def make_sets(ctx: StudyContext, groups: list[dict[str, Any]]) -> dict[str, Any]
     styled, method = stylize(samples, gen, cfg, ctx.runtime)
     records: dict[str, Any] = {}
     with ctx.child("sets", {"synthmed.generator": KIND}) as rep:
+        registered = register_singan(ctx, gen, data.manifest_sha256, len(trained), rep.run_id)
         for kind, variant in ((KIND, samples), (f"{KIND}-style", styled)):
             facts, mem = set_report(variant, data, cfg)
             meta = {
                 **facts,
                 "set_kind": kind,
                 "generator_kind": KIND,
+                "generator_registered_model": registered.get("registered_model"),
+                "generator_model_version": registered.get("model_version"),
                 "source_manifest_sha256": data.manifest_sha256,
                 "seed": cfg.seed,
                 "style_method": method if kind.endswith("style") else None,
                 "singan_config_digest": singan_workdir(cfg).name,
             }
+            card = set_card(ctx, variant, data, mem, registered, method if kind.endswith("style") else None)
             records[kind] = publish_or_hold(
-                variant, mem.passed, cfg, Path(ctx.root), meta, study_dir(cfg) / "unpublished"
+                variant, mem.passed, cfg, Path(ctx.root), meta, study_dir(cfg) / "unpublished", card
             )
             rep.metrics({f"{kind}.{k}": v for k, v in mem.as_metrics(prefix="memorization_").items()})
             rep.image(f"{kind}_samples", preview(variant, 16))
+        if registered and records[KIND]["card_tags"]:  # the generator's own samples' card
+            from components.registry import tag_model_version
+
+            tag_model_version(registered["registered_model"], registered["model_version"], records[KIND]["card_tags"])
         rep.tag("synthetic.set_version", ",".join(r["name"] for r in records.values() if r["published"]) or None)
     return {"sets": records, "style_method": method, "trained": trained, "failed": failed}
+
+
+def register_singan(
+    ctx: StudyContext, gen: SinganSeg, data_hash: str, n_models: int, run_id: str | None
+) -> dict[str, Any]:
+    """Register the trained SinGAN-Seg models (one generator, one model per pool image) so that
+    ``synthmed models`` lists it and ``synthmed sample`` draws from it; {} when not tracked."""
+    from components.registry import register_generator
+    from components.tracking import git_commit
+
+    if run_id is None:
+        return {}
+    cfg = ctx.cfg
+    weights = study_dir(cfg) / "singan-seg.pt"
+    gen.save(weights)
+    size = int(gen.sample(1, seed=cfg.seed).images.shape[1])
+    name = cfg.singan.registered_model.format(kind=KIND, image_size=size)
+    version = register_generator(
+        run_id, weights, KIND, size, name,
+        tags={"git.commit": git_commit(), "data.manifest_sha256": data_hash,
+              "config.digest": singan_workdir(cfg).name.removeprefix("singan-")},
+        description=f"SinGAN-Seg: {n_models} single-image models (RGB + mask), one per polyp "
+        f"image of the pool (train+val splits of the validated polyp table, sha256 "
+        f"{data_hash[:12]}), {cfg.singan.niter} iterations per scale.",
+    )  # fmt: skip
+    return {"registered_model": name, "model_version": str(version)}
+
+
+def set_card(
+    ctx: StudyContext,
+    samples: ImageSet,
+    data: StudyData,
+    mem: MemorizationReport,
+    registered: dict[str, Any],
+    style_method: str | None,
+) -> Any:
+    """The card facts of one of the study's sets; the memorization verdict is the study's own
+    (the one that decides publication), on its pixel features."""
+    from components import cards
+
+    cfg = ctx.cfg
+    weights = []
+    if style_method == "gatys-vgg19":
+        weights.append(("VGG19 for style transfer (torchvision, ImageNet-trained)",
+                        "torchvision code BSD-3-Clause; ImageNet-trained weights: check ImageNet's terms"))  # fmt: skip
+    generator = cards.GeneratorFacts(
+        KIND, registered.get("registered_model"), registered.get("model_version"),
+        singan_workdir(cfg).name.removeprefix("singan-"), cfg.seed, tuple(weights),
+    )  # fmt: skip
+    return cards.card_facts(
+        cfg, "polyps", generator, samples, data.pool, data.test, ctx.runtime,
+        train_splits=("train", "val"), extractor=ctx.extractor, memorization=mem,
+        memorization_space=f"{FEATURES}{cfg.polyp_study.memorization_pixels}",
+        extra={"style_method": style_method} if style_method else None,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,6 +434,27 @@ def keep_if_best(folder: Path, arm: str, fold: int, val_iou: float, state: dict[
         atomic_write_bytes(info_path, json.dumps({"fold": fold, "val_iou": val_iou}).encode())
 
 
+def uses_synthetic(arm: str) -> bool:
+    """Whether ``arm`` trains on synthetic images (``real`` and ``real-n<n>`` do not)."""
+    return arm != "real" and not arm.startswith("real-n")
+
+
+def log_fold_inputs(rep: Any, cfg: Config, arm: str, fold: int, sets: dict[str, Any]) -> None:
+    """The data one fold's arm reads, as MLflow inputs: the pool (this fold's part of it), the
+    set(s) it draws from, and the test split."""
+    from components.synthetic import set_ref
+    from components.tracking import log_inputs
+
+    pool = split_ref(cfg, "polyps", ["train", "val"])
+    pool = dataclasses.replace(pool, tags={**pool.tags, "synthmed.fold": str(fold)})
+    inputs = [(pool, "training")]
+    if uses_synthetic(arm):
+        kinds = [f"{KIND}-style"] if arm == "synthetic+style" else [KIND]
+        inputs += [(set_ref(Path(sets["sets"][k]["set_dir"]), sets["sets"][k].get("md5")), "training")
+                   for k in kinds]  # fmt: skip
+    log_inputs(rep, [*inputs, (split_ref(cfg, "polyps", "test"), "testing")])
+
+
 def fold_arm(ctx: StudyContext, fold: int, arm: str, sets: dict[str, Any]) -> dict[str, Any]:
     """Train and test one arm on one fold; its model is kept if it is the arm's best so far."""
     from components.segmenter import evaluate_segmenter, train_segmenter
@@ -440,9 +467,10 @@ def fold_arm(ctx: StudyContext, fold: int, arm: str, sets: dict[str, Any]) -> di
     train = arm_sets(data, this, synthetic, styled, study, cfg.seed)[arm]
     if len(train) == 0:
         raise DataError(f"polyp study: arm '{arm}' has no training images in fold {fold}")
-    flagged = any(not r["published"] for r in sets["sets"].values()) and arm != "real" and not arm.startswith("real-n")
+    flagged = any(not r["published"] for r in sets["sets"].values()) and uses_synthetic(arm)
     tags = {"synthmed.arm": arm, "synthmed.fold": fold, "synthmed.flagged": flagged}
     with ctx.child(f"{arm}-fold{fold}", tags) as rep:
+        log_fold_inputs(rep, cfg, arm, fold, sets)
         fitted = train_segmenter(train, data.pool.subset(this.val), study, ctx.runtime, rep, seed=cfg.seed + fold)
         test = evaluate_segmenter(fitted.model, data.test, study, ctx.runtime)
         rep.metrics({f"test.{k}": v for k, v in test.items()})
@@ -467,7 +495,7 @@ def promote_best(ctx: StudyContext, rows: list[dict[str, Any]], lineage: dict[st
     to the registry, in its own child run that records what was compared and decided."""
     import torch
 
-    from components.registry import log_model, promote
+    from components.registry import describe, log_model, metrics_text, promote
     from components.segmenter import build_segmenter
     from components.tracking import flow_run_id, git_commit
 
@@ -483,12 +511,27 @@ def promote_best(ctx: StudyContext, rows: list[dict[str, Any]], lineage: dict[st
         rep.dict({"metric": metric, "margin": study.promote.margin, "arms": compared}, "compared.json")
         if rep.run_id is None:
             return {"arm": best["arm"], "fold": kept["fold"], "promoted": False, "reason": "not tracked"}
-        uri = log_model(rep.run_id, model.eval(), extra_packages=("segmentation-models-pytorch", "timm"))
+        example = np.zeros((1, 3, study.image_size, study.image_size), dtype=np.float32)
+        uri = log_model(rep.run_id, model.eval(), input_example=example,
+                        extra_packages=("segmentation-models-pytorch", "timm"))  # fmt: skip
+        if not uses_synthetic(best["arm"]):  # the truth: a real-only model names no set
+            lineage = {k: v for k, v in lineage.items() if k != "synthetic.set_version"}
         tags = {**lineage, "synthmed.arm": best["arm"], "synthmed.fold": str(kept["fold"]),
                 "synthmed.profile": ctx.cfg.profile, "git.commit": git_commit(),
                 "prefect.flow_run_id": flow_run_id() or "none (not run by a flow)"}  # fmt: skip
         test = {m: best[f"{m}_mean"] for m in METRICS}
         result = promote(uri, test, study.promote, tags)
+        describe(
+            result.name, result.version,
+            f"UNet++ ({study.encoder}) polyp segmenter, arm '{best['arm']}' (fold {kept['fold']}, "
+            f"{best['train_images']:.0f} training images; "
+            + (f"synthetic sets {lineage.get('synthetic.set_version')}" if uses_synthetic(best["arm"]) else "real images only")
+            + f"; validated polyp table sha256 {lineage['data.manifest_sha256'][:12]}). Test, mean "
+            f"over folds: {metrics_text(test)}. Promotion: {result.reason}.",
+            model_text=f"synthmed polyp segmenter: UNet++ ({study.encoder}) at {study.image_size} px "
+            "(input N x 3 x S x S float32, ImageNet-normalised; output N x 1 x S x S logits). One "
+            "version per polyp study (its best arm); alias 'champion' is the best so far.",
+        )  # fmt: skip
         rep.tags({"promotion.promoted": result.promoted, "promotion.version": result.version})
         rep.text(result.reason, "decision.txt")
     return {"registered_model": result.name, "version": result.version, "arm": best["arm"],

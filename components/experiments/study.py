@@ -22,6 +22,7 @@ from components import tracking
 if TYPE_CHECKING:
     from torch import nn
 
+    from components.cards import CardFacts
     from components.config import Config
     from components.imageset import ImageSet
     from components.runtime import Runtime
@@ -125,14 +126,23 @@ def finish(
 
 
 def publish_or_hold(
-    samples: ImageSet, passed: bool, cfg: Config, root: Path, meta: dict[str, Any], held_dir: Path
+    samples: ImageSet,
+    passed: bool,
+    cfg: Config,
+    root: Path,
+    meta: dict[str, Any],
+    held_dir: Path,
+    card: CardFacts | None = None,
 ) -> dict[str, Any]:
-    """Write a synthetic set; version it with DVC only when it ``passed`` memorization.
+    """Write a synthetic set with its dataset card; version it with DVC only when it ``passed``
+    memorization.
 
     A failing set goes to ``held_dir/<name>`` (never added to DVC, never pushed), so its arms
-    can still run and be reported, flagged. Returns ``meta`` plus ``name``, ``set_dir``,
-    ``published`` and, when published, DVC's ``md5``.
+    can still run and be reported, flagged; its card says why it was held. Returns ``meta`` plus
+    ``name``, ``set_dir``, ``published``, when published DVC's ``md5``, and ``card_tags`` (the
+    card's headline figures, for the generator's registry version).
     """
+    from components import cards
     from components.synthetic import content_digest, set_name, write_set
     from components.versioning import publish_set
 
@@ -141,9 +151,14 @@ def publish_or_hold(
     kind = meta.get("set_kind") or meta["generator_kind"]
     name = set_name(kind, size, cfg.profile, content_digest(samples))
     meta = {**meta, "name": name}
+    target = Path(root) / cfg.versioning.sets_dir / name if passed else held_dir / name
+    set_dir = write_set(samples, target, meta)
+    card_tags: dict[str, str] = {}
+    if card is not None:
+        # Before DVC hashes the folder, so `dvc pull` brings the card with the images.
+        written = cards.write_card(set_dir, name, samples, card, cfg.cards.grid_images)
+        card_tags = cards.headline(written) if passed else {}
     if not passed:
-        set_dir = write_set(samples, held_dir / name, meta)
-        return {**meta, "set_dir": str(set_dir), "published": False, "md5": None}
-    set_dir = write_set(samples, Path(root) / cfg.versioning.sets_dir / name, meta)
+        return {**meta, "set_dir": str(set_dir), "published": False, "md5": None, "card_tags": card_tags}
     version = publish_set(Path(root), set_dir, cfg.versioning, record=meta)
-    return {**meta, "set_dir": str(set_dir), "published": True, "md5": version.md5}
+    return {**meta, "set_dir": str(set_dir), "published": True, "md5": version.md5, "card_tags": card_tags}

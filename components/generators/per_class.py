@@ -65,6 +65,9 @@ class _Prefixed:
     def params(self, values: Mapping[str, Any]) -> None:
         self.inner.params({f"{self.prefix}.{k}": v for k, v in values.items()})
 
+    def input(self, dataset: Any, context: str) -> None:
+        self.inner.input(dataset, context)
+
     @contextlib.contextmanager
     def child(self, name: str, tags: Mapping[str, Any] | None = None) -> Iterator[Reporter]:
         with self.inner.child(f"{self.prefix}-{name}", tags) as kid:

@@ -6,7 +6,9 @@
   features (``fid_inception``, ``kid_inception``) and on the domain classifier's features
   (``fid_domain``, ``kid_domain``) (``generative_metrics``).
 - :mod:`components.metrics.memorization`: nearest-training-image distances of synthetic images
-  against those of real test images (``memorization``).
+  against those of real test images (``memorization``); ``pixel_features``, a weight-free space.
+- :mod:`components.metrics.precision_recall`: precision, recall, density and coverage on the
+  same features as FID (``prdc_metrics``, by the ``prdc`` package).
 
 Import the submodule you need: this package imports nothing itself, so reading the FID code does
 not pay for piqa's import (a few seconds) and vice versa.

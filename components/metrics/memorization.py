@@ -27,6 +27,7 @@ from components.errors import DataError
 
 if TYPE_CHECKING:
     from components.config import MetricsConfig
+    from components.imageset import ImageSet
 
 
 @dataclass(frozen=True)
@@ -137,3 +138,19 @@ def memorization(
         max_memorized_share=cfg.max_memorized_share,
         passed=share <= cfg.max_memorized_share,
     )
+
+
+def pixel_features(data: ImageSet | np.ndarray, pixels: int) -> np.ndarray:
+    """N x (pixels * pixels * 3): RGB (an ImageSet or N x H x W x 3 uint8) downsampled
+    (antialiased) to ``pixels`` a side, in [0, 1].
+
+    Raw pixels, not a network's features: SinGAN-Seg copies show up as near-identical layouts and
+    colours, which small thumbnails catch, and the check needs no weights.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    images = data.images if hasattr(data, "images") else data
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    x = F.interpolate(x, size=(pixels, pixels), mode="bilinear", antialias=True)
+    return x.reshape(len(x), -1).numpy()

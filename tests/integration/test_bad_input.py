@@ -144,7 +144,9 @@ def test_cli_missing_upstream_stage_says_what_to_run(repo_root: Path, tmp_path: 
 
 
 @pytest.mark.parametrize(
-    "command", ["ingest", "validate", "train-gan", "generate", "evaluate", "promote", "demo"]
+    "command",
+    ["ingest", "validate", "train-gan", "generate", "evaluate", "promote", "demo", "models",
+     "sample", "reproduce"],
 )
 def test_every_command_help_shows_an_example(command: str, repo_root: Path) -> None:
     proc = _cli([command, "--help"], repo_root)
