@@ -24,7 +24,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-DEFAULT_REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "singan-seg"
+DEFAULT_REFERENCE = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "singan-seg"
+)
 
 
 @dataclass
@@ -68,9 +70,11 @@ def import_reference(path: Path) -> Reference:
             "SinGAN/training.py); pass --reference PATH"
         )
     sys.path.insert(0, str(path))
-    import config  # noqa: PLC0415 (the reference's own top-level modules)
-    import SinGAN.functions as functions  # noqa: PLC0415
-    import SinGAN.training as training  # noqa: PLC0415
+    import config
+    from SinGAN import (
+        functions,
+        training,
+    )
 
     training.plt.imsave = lambda *a, **k: None
     return Reference(config, training, functions)
@@ -140,7 +144,9 @@ def train_original(
     reals: list[torch.Tensor] = []
     amps: list[Any] = []
     if niter < 2:
-        raise SystemExit("singan_seg bench: at least 2 iterations per scale (the first is not timed)")
+        raise SystemExit(
+            "singan_seg bench: at least 2 iterations per scale (the first is not timed)"
+        )
     ref.training.train_single_scale = timed
     torch.optim.lr_scheduler.MultiStepLR = Stamped
     try:
@@ -169,8 +175,15 @@ def finest(ref: Reference, run: OriginalRun, random: bool, n: int = 1) -> torch.
         # draw_concat pairs each G with the next scale's size, so it applies all but the last.
         prev = pad(
             ref.training.draw_concat(
-                run.Gs, run.Zs, run.reals, run.noise_amp, in_s, "rand" if random else "rec",
-                pad, pad, opt,
+                run.Gs,
+                run.Zs,
+                run.reals,
+                run.noise_amp,
+                in_s,
+                "rand" if random else "rec",
+                pad,
+                pad,
+                opt,
             )
         )
         h, w = run.reals[-1].shape[2:]

@@ -222,8 +222,12 @@ def synthmed_run(
         h, w = image.shape[:2]
         models.append(
             SinganModel(
-                f"p{i}", seed + i, training_settings(variant.cfg),
-                pyramid_for(h, w, variant.cfg), image, mask,
+                f"p{i}",
+                seed + i,
+                training_settings(variant.cfg),
+                pyramid_for(h, w, variant.cfg),
+                image,
+                mask,
             )
         )
     stamps: dict[int, list[float]] = {}
@@ -263,7 +267,11 @@ def variants(cfg: SinganConfig, k: int) -> list[Variant]:
         Variant(f"+ bf16 >= {cfg.bf16_from_side} px (default)", cfg, 1),
     ]
     if k > 1:
-        out.append(Variant(f"+ K={k} per scale (per image)", cfg.model_copy(update={"models_at_once": k}), k))
+        out.append(
+            Variant(
+                f"+ K={k} per scale (per image)", cfg.model_copy(update={"models_at_once": k}), k
+            )
+        )
     return out
 
 
@@ -280,7 +288,11 @@ def vs_original(args: argparse.Namespace, runtime: Runtime) -> None:
         f"{cfg.d_steps} D + {cfg.g_steps} G steps, {torch.get_num_threads()} threads, "
         f"cpu native bf16: {bf16}; s/iteration per image, first iteration of a scale not timed"
     )
-    vs = [v for i, v in enumerate(variants(cfg, args.k)) if ("fp32", "default", "k")[i] in args.variants]
+    vs = [
+        v
+        for i, v in enumerate(variants(cfg, args.k))
+        if ("fp32", "default", "k")[i] in args.variants
+    ]
     times: dict[str, list[list[float]]] = {"original": []}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -300,7 +312,9 @@ def vs_original(args: argparse.Namespace, runtime: Runtime) -> None:
                     )
                 per_scale, _ = synthmed_run(v, runtime, stop)
                 times.setdefault(v.name, []).append(per_scale)
-                print(f"  {v.name}: {sum(per_scale):.3f} s/it summed over {stop} scales", flush=True)
+                print(
+                    f"  {v.name}: {sum(per_scale):.3f} s/it summed over {stop} scales", flush=True
+                )
     table = {name: np.min(np.array(runs), axis=0) for name, runs in times.items()}
     one = [v.name for v in vs if v.k == 1]
     for v in vs:
@@ -327,7 +341,9 @@ def rec_check(args: argparse.Namespace, runtime: Runtime) -> None:
     if args.rec_bf16_from_side is not None:
         cfg = cfg.model_copy(update={"bf16_from_side": args.rec_bf16_from_side})
     pyr = pyramid_for(*ORIGINAL_HW, cfg)
-    bf16_scales = sum(schedule.runtime_at(cfg, runtime, s).autocast_dtype is not None for s in pyr.sizes)
+    bf16_scales = sum(
+        schedule.runtime_at(cfg, runtime, s).autocast_dtype is not None for s in pyr.sizes
+    )
     print(
         f"\n== reconstruction after a short full-pyramid training: max side {args.rec_max_size}, "
         f"{pyr.num_scales} scales, {args.rec_iters} iterations/scale, {args.rec_images} image(s), "
@@ -345,9 +361,13 @@ def rec_check(args: argparse.Namespace, runtime: Runtime) -> None:
                 rows.setdefault(v.name, []).append(models[0].rec_rmse[-1])
     orig = float(np.mean(rows["original"]))
     for name, vals in rows.items():
-        print(f"  {name:45s} rec RMSE {np.mean(vals):.4f}  ({np.mean(vals) / orig:.3f}x the original)")
+        print(
+            f"  {name:45s} rec RMSE {np.mean(vals):.4f}  ({np.mean(vals) / orig:.3f}x the original)"
+        )
     default = float(np.mean(rows[variants(cfg, 1)[1].name]))
-    print(f"reconstruction: original {orig:.4f}, synthmed {default:.4f} ({(default / orig - 1) * 100:+.1f}%)")
+    print(
+        f"reconstruction: original {orig:.4f}, synthmed {default:.4f} ({(default / orig - 1) * 100:+.1f}%)"
+    )
 
 
 # --- fast mode -------------------------------------------------------------------------------
@@ -367,8 +387,12 @@ def fast_vs_original(args: argparse.Namespace, runtime: Runtime) -> None:
     net = load_inception()
     base = original_settings(args.fast_base_iters, args.fast_max_size)
     fast = base.model_copy(
-        update={"mode": "fast", "fast_stages": args.fast_stages, "fast_niter": args.fast_iters,
-                "lr_decay_at": 0.8}
+        update={
+            "mode": "fast",
+            "fast_stages": args.fast_stages,
+            "fast_niter": args.fast_iters,
+            "lr_decay_at": 0.8,
+        }
     )
     p_orig, p_fast = pyramid_for(*ORIGINAL_HW, base), pyramid_for(*ORIGINAL_HW, fast)
     print(
@@ -384,7 +408,9 @@ def fast_vs_original(args: argparse.Namespace, runtime: Runtime) -> None:
             image, mask = polyp(i)
             work = Path(tmp) / str(i)
             original.write_input(work, image, mask)
-            run = original.train_original(ref, work, args.fast_base_iters, args.fast_max_size, 1 + i)
+            run = original.train_original(
+                ref, work, args.fast_base_iters, args.fast_max_size, 1 + i
+            )
             real = to_uint8(run.reals[-1])[0][0]
             samples = to_uint8(original.finest(ref, run, random=True, n=args.sifid_samples))[0]
             rows.setdefault("original", []).append(
@@ -397,7 +423,11 @@ def fast_vs_original(args: argparse.Namespace, runtime: Runtime) -> None:
                 m = models[0]
                 real = to_uint8(real_pyramid(to_tensor(m.image, m.mask), m.pyramid)[-1])[0][0]
                 rows.setdefault(name, []).append(
-                    (seconds, m.rec_rmse[-1], sifid(net, real, synthmed_samples(m, args.sifid_samples)))
+                    (
+                        seconds,
+                        m.rec_rmse[-1],
+                        sifid(net, real, synthmed_samples(m, args.sifid_samples)),
+                    )
                 )
     means = {name: np.mean(np.array(v), axis=0) for name, v in rows.items()}
     for name, (sec, rec, sif) in means.items():
@@ -405,13 +435,17 @@ def fast_vs_original(args: argparse.Namespace, runtime: Runtime) -> None:
     o_sec, o_rec, o_sif = means["original"]
     f_sec, f_rec, f_sif = means["synthmed fast mode"]
     if f_rec <= o_rec:
-        print(f"fast mode: {o_sec / f_sec:.2f}x fewer seconds per image to the same reconstruction error")
+        print(
+            f"fast mode: {o_sec / f_sec:.2f}x fewer seconds per image to the same reconstruction error"
+        )
     else:
         print(
             f"fast mode: did not reach the original's reconstruction error ({f_rec:.4f} > "
             f"{o_rec:.4f}) at {args.fast_iters} iterations per stage ({o_sec / f_sec:.2f}x fewer seconds)"
         )
-    print(f"fast mode SIFID {f_sif:.3f} vs the original's {o_sif:.3f} ({'<=' if f_sif <= o_sif else '>'})")
+    print(
+        f"fast mode SIFID {f_sif:.3f} vs the original's {o_sif:.3f} ({'<=' if f_sif <= o_sif else '>'})"
+    )
 
 
 # --- FLOPs -----------------------------------------------------------------------------------
@@ -473,7 +507,9 @@ def flops(args: argparse.Namespace, runtime: Runtime) -> None:
         )
         for n, f in enumerate(per_scale):
             h, w = pyr.sizes[n]
-            print(f"  scale {n}  {h:3d}x{w:<3d} nfc {networks.nfc_at(cfg, n):3d}  {f / 1e9:9.1f} GFLOP")
+            print(
+                f"  scale {n}  {h:3d}x{w:<3d} nfc {networks.nfc_at(cfg, n):3d}  {f / 1e9:9.1f} GFLOP"
+            )
         total = sum(per_scale)
         print(
             f"  sum {total / 1e12:.3f} TFLOP per iteration over the pyramid; at the default "
@@ -484,7 +520,9 @@ def flops(args: argparse.Namespace, runtime: Runtime) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profiles", nargs="+", default=list(PROFILES), choices=PROFILES)
-    ap.add_argument("--iters", type=int, default=None, help="iterations per scale (demo: 10, --vs-original: 2)")
+    ap.add_argument(
+        "--iters", type=int, default=None, help="iterations per scale (demo: 10, --vs-original: 2)"
+    )
     ap.add_argument("--full-iters", type=int, default=2, help="iterations per scale (full)")
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 4, 8], help="models trained together")
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -492,28 +530,45 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=None, help="override the profiles' side")
     ap.add_argument("--no-variants", action="store_true", help="skip the bf16/channels_last runs")
     ap.add_argument("--vs-original", action="store_true", help="synthmed vs the original code")
-    ap.add_argument("--reference", default=str(original.DEFAULT_REFERENCE), help="original's folder")
-    ap.add_argument("--scales", type=int, default=None, help="--vs-original: time the first N scales")
+    ap.add_argument(
+        "--reference", default=str(original.DEFAULT_REFERENCE), help="original's folder"
+    )
+    ap.add_argument(
+        "--scales", type=int, default=None, help="--vs-original: time the first N scales"
+    )
     ap.add_argument(
         "--max-size", type=int, default=250, help="--vs-original: finest side (250: the original's)"
     )
     ap.add_argument("--rounds", type=int, default=1, help="--vs-original: alternations (min taken)")
     ap.add_argument("--k", type=int, default=8, help="--vs-original: models per stacked scale")
     ap.add_argument(
-        "--variants", nargs="+", default=["fp32", "default", "k"], choices=["fp32", "default", "k"],
+        "--variants",
+        nargs="+",
+        default=["fp32", "default", "k"],
+        choices=["fp32", "default", "k"],
         help="--vs-original: fp32 one model; the default (bf16 at large scales); + K per scale",
     )
-    ap.add_argument("--rec-iters", type=int, default=20, help="reconstruction check: iterations/scale (0: skip)")
-    ap.add_argument("--rec-max-size", type=int, default=160, help="reconstruction check: finest side")
+    ap.add_argument(
+        "--rec-iters", type=int, default=20, help="reconstruction check: iterations/scale (0: skip)"
+    )
+    ap.add_argument(
+        "--rec-max-size", type=int, default=160, help="reconstruction check: finest side"
+    )
     ap.add_argument("--rec-images", type=int, default=1, help="reconstruction check: images")
     ap.add_argument(
-        "--rec-bf16-from-side", type=int, default=None,
+        "--rec-bf16-from-side",
+        type=int,
+        default=None,
         help="reconstruction check: bf16 from this side (default: the config's; 1: every scale)",
     )
-    ap.add_argument("--no-speed", action="store_true", help="--vs-original: only the reconstruction check")
+    ap.add_argument(
+        "--no-speed", action="store_true", help="--vs-original: only the reconstruction check"
+    )
     ap.add_argument("--fast", action="store_true", help="fast mode vs the original")
     ap.add_argument("--fast-max-size", type=int, default=64)
-    ap.add_argument("--fast-base-iters", type=int, default=200, help="the original's iterations/scale")
+    ap.add_argument(
+        "--fast-base-iters", type=int, default=200, help="the original's iterations/scale"
+    )
     ap.add_argument("--fast-iters", type=int, default=60, help="fast mode's iterations/stage")
     ap.add_argument("--fast-stages", type=int, default=4)
     ap.add_argument("--fast-images", type=int, default=1)

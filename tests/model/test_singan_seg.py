@@ -232,9 +232,7 @@ def test_resume_refuses_a_checkpoint_trained_with_other_settings(tmp_path: Path)
 def test_fit_needs_masks(tmp_path: Path):
     data = polyps(1)
     with pytest.raises(DataError, match="no masks"):
-        SinganSeg.build(TINY, 42, RUNTIME).fit(
-            ImageSet(data.images), tmp_path, NullReporter()
-        )
+        SinganSeg.build(TINY, 42, RUNTIME).fit(ImageSet(data.images), tmp_path, NullReporter())
 
 
 def test_k_models_at_once_equal_one_by_one():
@@ -327,7 +325,9 @@ def test_frozen_random_passes_as_one_batch_equal_separate_passes(fitted: SinganS
     model = fitted.models[0]
     nets = []
     for scale, state in enumerate(model.g_states[:2]):
-        net = networks.build("G", 4, networks.nfc_at(TINY, scale), TINY.num_layer, 1, RUNTIME.device)
+        net = networks.build(
+            "G", 4, networks.nfc_at(TINY, scale), TINY.num_layer, 1, RUNTIME.device
+        )
         net.load_state_dict(state)
         nets.append(net.eval())
     amps = [torch.tensor(a) for a in model.noise_amps[:2]]
@@ -355,7 +355,12 @@ def test_schedule_stacks_small_scales_and_runs_large_ones_alone_on_a_cpu(monkeyp
         1,
     ]
     assert schedule.models_at(cfg, gpu, (250, 213)) == 8
-    assert schedule.models_at(cfg.model_copy(update={"one_by_one_from_side": None}), RUNTIME, (250, 213)) == 8
+    assert (
+        schedule.models_at(
+            cfg.model_copy(update={"one_by_one_from_side": None}), RUNTIME, (250, 213)
+        )
+        == 8
+    )
     monkeypatch.setattr(schedule, "cpu_has_fast_bf16", lambda: True)
     big = schedule.runtime_at(cfg, RUNTIME, (250, 213))
     assert big.autocast_dtype == torch.bfloat16 and not big.channels_last
@@ -449,7 +454,9 @@ def test_fast_mode_retrains_the_stage_below_with_the_new_one(fast_fitted: Singan
     # (fast_fitted trained its 2 models stacked: equal to one alone up to rounding.)
     partial = _train_scales(FAST, blank_model(polyps(2), 0, FAST, seed=m.seed), 2)
     for key in m.g_states[0]:
-        torch.testing.assert_close(partial.g_states[0][key], m.g_states[0][key], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            partial.g_states[0][key], m.g_states[0][key], rtol=1e-4, atol=1e-5
+        )
     moved = partial.g_states[1]["net.0.0.weight"] - m.g_states[1]["net.0.0.weight"]
     # 4 iterations x 3 Adam steps at lr_g x fast_lr_scale = 5e-5: about 6e-4, far above rounding.
     assert moved.abs().max() > 1e-4

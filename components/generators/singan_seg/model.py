@@ -50,6 +50,7 @@ def source_id(sample: str) -> str:
     """The real image a sample's model was trained on (inverse of :func:`sample_id`)."""
     return sample.rsplit(SAMPLE_SEP, 1)[0]
 
+
 CHECKPOINT = "singan.pt"
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
