@@ -287,6 +287,13 @@ class SinganConfig(_Section):
     lr_gamma: float = Field(0.1, gt=0, le=1, description="lr multiplier at lr_decay_at.")
     d_steps: int = Field(3, ge=1, description="Discriminator steps per iteration.")
     g_steps: int = Field(3, ge=1, description="Generator steps per iteration.")
+    g_update: Literal["original", "singan"] = Field(
+        "original",
+        description="How the g_steps generator steps update G. original: as SinGAN-Seg's code "
+        "(optimizerG.step() after its Gsteps loop, whose passes are identical: one update per "
+        "iteration from the last D step's fake, computed once). singan: as the SinGAN paper, "
+        "g_steps updates, each on a freshly computed fake (about 1.3x the work per iteration).",
+    )
     gp_weight: float = Field(0.1, ge=0, description="WGAN-GP gradient-penalty weight.")
     rec_weight: float = Field(10.0, ge=0, description="Reconstruction loss weight (alpha).")
     noise_amp_init: float = Field(
@@ -294,6 +301,44 @@ class SinganConfig(_Section):
     )
     models_at_once: int = Field(
         8, ge=1, description="Images whose models train together in one process (K)."
+    )
+    one_by_one_from_side: int | None = Field(
+        150,
+        ge=1,
+        description="On a CPU, scales whose longer side is at least this many px train one "
+        "model at a time (their convs are compute-bound, stacking gains nothing); smaller "
+        "scales, and every scale on a GPU, stack models_at_once. None: stack at every scale. "
+        "Does not change results (K together equals one by one).",
+    )
+    bf16_from_side: int | None = Field(
+        100,
+        ge=1,
+        description="On a CPU with native bf16 (AVX512-BF16 or AMX) and an fp32 runtime, scales "
+        "whose longer side is at least this many px train under bf16 autocast (their convs are "
+        "compute-bound; reconstruction error within 5% of fp32, bench/singan_seg.py). None: "
+        "the runtime's precision at every scale.",
+    )
+    mode: Literal["original", "fast"] = Field(
+        "original",
+        description="original: the SinGAN-Seg algorithm, one scale at a time (the paper's "
+        "study uses it). fast: ConSinGAN-style, fast_stages stages on ConSinGAN's pyramid, the "
+        "fast_depth finest stages trained together (lower ones at lr x fast_lr_scale per step "
+        "down), one shared fake per iteration; same model format and sampling.",
+    )
+    fast_stages: int = Field(
+        6, ge=2, description="fast mode: number of stages (ConSinGAN's default 6)."
+    )
+    fast_depth: int = Field(
+        3, ge=1, description="fast mode: stages trained together (ConSinGAN's train_depth)."
+    )
+    fast_lr_scale: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="fast mode: learning-rate factor per stage below the newest (ConSinGAN).",
+    )
+    fast_niter: int = Field(
+        1000, ge=1, description="fast mode: training iterations per stage."
     )
     log_every: int = Field(100, ge=1, description="Iterations between reported losses.")
     gen_start_scale: int = Field(

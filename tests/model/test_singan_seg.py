@@ -232,9 +232,7 @@ def test_resume_refuses_a_checkpoint_trained_with_other_settings(tmp_path: Path)
 def test_fit_needs_masks(tmp_path: Path):
     data = polyps(1)
     with pytest.raises(DataError, match="no masks"):
-        SinganSeg.build(TINY, 42, RUNTIME).fit(
-            ImageSet(data.images), tmp_path, NullReporter()
-        )
+        SinganSeg.build(TINY, 42, RUNTIME).fit(ImageSet(data.images), tmp_path, NullReporter())
 
 
 def test_k_models_at_once_equal_one_by_one():
@@ -297,3 +295,211 @@ def test_generator_is_registered():
     from components.generators import get_generator
 
     assert get_generator("singan-seg") is SinganSeg
+
+
+# --- per-scale schedule, loop savings ------------------------------------------------------
+
+
+def test_one_forward_counted_as_three_updates_batchnorm_as_three_forwards():
+    from components.generators.singan_seg.train import counts_as
+
+    def bn_net() -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Conv2d(4, 6, 3), torch.nn.BatchNorm2d(6)).train()
+
+    torch.manual_seed(0)
+    once, twice = bn_net(), bn_net()
+    twice.load_state_dict(once.state_dict())
+    x = torch.randn(1, 4, 9, 9)
+    with counts_as(once, 3):
+        once(x)
+    for _ in range(3):
+        twice(x)
+    for key, value in twice.state_dict().items():
+        torch.testing.assert_close(once.state_dict()[key], value, msg=key)
+    assert once[1].momentum == 0.1  # restored
+
+
+def test_frozen_random_passes_as_one_batch_equal_separate_passes(fitted: SinganSeg):
+    from components.generators.singan_seg.train import random_prevs, run_scales
+
+    model = fitted.models[0]
+    nets = []
+    for scale, state in enumerate(model.g_states[:2]):
+        net = networks.build(
+            "G", 4, networks.nfc_at(TINY, scale), TINY.num_layer, 1, RUNTIME.device
+        )
+        net.load_state_dict(state)
+        nets.append(net.eval())
+    amps = [torch.tensor(a) for a in model.noise_amps[:2]]
+    sizes = list(model.pyramid.sizes[:2])
+    gen = torch.Generator().manual_seed(1)
+    maps = [torch.randn(1, 4, *sizes[i % 2], generator=gen) for i in range(6)]  # 3 passes x 2
+    with torch.no_grad():
+        batch = random_prevs(nets, amps, sizes, maps, model.pyramid.sizes[2], 3)
+        alone = [
+            run_scales(nets, amps, sizes, maps[2 * j : 2 * j + 2], model.pyramid.sizes[2])
+            for j in range(3)
+        ]
+    torch.testing.assert_close(batch, torch.cat(alone), rtol=1e-5, atol=1e-6)
+
+
+def test_schedule_stacks_small_scales_and_runs_large_ones_alone_on_a_cpu(monkeypatch):
+    from components.generators.singan_seg import schedule
+    from components.runtime import Runtime
+
+    cfg = SinganConfig(models_at_once=8, one_by_one_from_side=150, bf16_from_side=150)
+    gpu = Runtime(torch.device("cuda"), torch.bfloat16, True)
+    assert [schedule.models_at(cfg, RUNTIME, s) for s in ((30, 25), (149, 120), (150, 90))] == [
+        8,
+        8,
+        1,
+    ]
+    assert schedule.models_at(cfg, gpu, (250, 213)) == 8
+    assert (
+        schedule.models_at(
+            cfg.model_copy(update={"one_by_one_from_side": None}), RUNTIME, (250, 213)
+        )
+        == 8
+    )
+    monkeypatch.setattr(schedule, "cpu_has_fast_bf16", lambda: True)
+    big = schedule.runtime_at(cfg, RUNTIME, (250, 213))
+    assert big.autocast_dtype == torch.bfloat16 and not big.channels_last
+    assert schedule.runtime_at(cfg, RUNTIME, (147, 125)) is RUNTIME
+    assert schedule.runtime_at(cfg, gpu, (30, 25)) is gpu  # a GPU keeps its own precision
+    monkeypatch.setattr(schedule, "cpu_has_fast_bf16", lambda: False)
+    assert schedule.runtime_at(cfg, RUNTIME, (250, 213)) is RUNTIME
+
+
+def test_per_scale_k_equals_one_by_one():
+    data = polyps(3, seed=2)
+    # Scale 0 (13 px) stacks all three, scales 1-2 (17, 24 px) run them one at a time.
+    cfg = TINY.model_copy(update={"niter": 3, "one_by_one_from_side": 17})
+    models = [blank_model(data, i, cfg) for i in range(3)]
+    mixed = train_group(cfg, models, RUNTIME)
+    alone = [train_group(cfg, [m], RUNTIME)[0] for m in models]
+    for a, b in zip(mixed, alone, strict=True):
+        np.testing.assert_allclose(a.noise_amps, b.noise_amps, rtol=1e-4)
+        np.testing.assert_allclose(a.rec_rmse, b.rec_rmse, rtol=1e-4)
+        for sa, sb in zip(a.g_states + a.d_states, b.g_states + b.d_states, strict=True):
+            for key in sa:
+                torch.testing.assert_close(sa[key], sb[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+@pytest.mark.slow
+def test_bf16_at_large_scales_stays_close_to_fp32(monkeypatch):
+    from components.generators.singan_seg import schedule
+
+    if not schedule.cpu_has_fast_bf16():
+        pytest.skip("this CPU has no native bf16: the option is off here")
+    data = polyps(2, seed=3)
+    fp32 = TINY.model_copy(update={"niter": 20, "bf16_from_side": None})
+    bf16 = fp32.model_copy(update={"bf16_from_side": 17})  # scales 1 and 2
+    a = train_group(fp32, [blank_model(data, i, fp32) for i in range(2)], RUNTIME)
+    b = train_group(bf16, [blank_model(data, i, bf16) for i in range(2)], RUNTIME)
+    for ma, mb in zip(a, b, strict=True):
+        assert ma.rec_rmse[0] == pytest.approx(mb.rec_rmse[0], rel=1e-5)  # scale 0 is fp32
+        assert mb.rec_rmse[-1] == pytest.approx(ma.rec_rmse[-1], rel=0.1)
+        assert mb.g_states[-1]["net.0.0.weight"].dtype == torch.float32  # weights stay fp32
+
+
+# --- fast mode -----------------------------------------------------------------------------
+
+FAST = TINY.model_copy(
+    update={"mode": "fast", "fast_stages": 4, "fast_depth": 2, "fast_niter": 4, "min_size": 12}
+)
+
+
+def test_fast_mode_pyramid_follows_consingan_rescaling():
+    from components.generators.singan_seg.pyramid import consingan_pyramid
+
+    # 622x529, 6 stages: f = (25/213)^(1/5) = 0.6515; exponents 5, 4.445, 3.730, 2.723, 1, 0:
+    # 250 * f^e = 29.3, 37.5, 50.9, 78.0, 162.9 -> ceil 30, 38, 51, 78, 163 (213 * ... for w).
+    pyr = consingan_pyramid(622, 529, SinganConfig(mode="fast"))
+    assert pyr.sizes == ((30, 25), (38, 32), (51, 44), (78, 67), (163, 139), (250, 213))
+    assert pyramid_for(622, 529, SinganConfig(mode="fast")) == pyr
+    assert pyramid_for(622, 529, SinganConfig()).num_scales == 9
+
+
+@pytest.fixture(scope="module")
+def fast_fitted(tmp_path_factory: pytest.TempPathFactory) -> SinganSeg:
+    gen = SinganSeg.build(FAST, 3, RUNTIME)
+    with torch_threads(1):
+        gen.fit(polyps(2), tmp_path_factory.mktemp("fast"), NullReporter())
+    return gen
+
+
+class _Stop(Exception):
+    pass
+
+
+def _train_scales(cfg: SinganConfig, model: SinganModel, n: int) -> SinganModel:
+    """``model`` trained up to (not including) scale ``n``."""
+    out: list[SinganModel] = []
+
+    def done(models: list[SinganModel]) -> None:
+        out[:] = models
+        if models[0].finished == n:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_group(cfg, [model], RUNTIME, on_scale_done=done)
+    return out[0]
+
+
+def test_fast_mode_retrains_the_stage_below_with_the_new_one(fast_fitted: SinganSeg):
+    m = fast_fitted.models[0]
+    assert m.complete and m.pyramid.num_scales == 4
+    # Depth 2: stage n retrains stage n-1. After stages 0-1, scale 0 is final (stage 2 leaves
+    # it frozen) while scale 1 is changed again by stage 2.
+    # (fast_fitted trained its 2 models stacked: equal to one alone up to rounding.)
+    partial = _train_scales(FAST, blank_model(polyps(2), 0, FAST, seed=m.seed), 2)
+    for key in m.g_states[0]:
+        torch.testing.assert_close(
+            partial.g_states[0][key], m.g_states[0][key], rtol=1e-4, atol=1e-5
+        )
+    moved = partial.g_states[1]["net.0.0.weight"] - m.g_states[1]["net.0.0.weight"]
+    # 4 iterations x 3 Adam steps at lr_g x fast_lr_scale = 5e-5: about 6e-4, far above rounding.
+    assert moved.abs().max() > 1e-4
+    out = fast_fitted.sample(3, seed=0)
+    assert out.images.shape == (3, 24, 24, 3) and set(np.unique(out.masks)) <= {0, 1}
+    # The final reconstruction is what training measured (the same model format and sampler).
+    rec = generate(m, 1, torch.Generator().manual_seed(0), RUNTIME, start_scale=4)
+    real = real_pyramid(to_tensor(m.image, m.mask), m.pyramid)[-1]
+    assert ((rec - real) ** 2).mean().sqrt().item() == pytest.approx(m.rec_rmse[-1], rel=1e-4)
+
+
+def test_fast_mode_saves_loads_and_resumes(fast_fitted: SinganSeg, tmp_path: Path):
+    path = tmp_path / "fast.pt"
+    fast_fitted.save(path)
+    loaded = SinganSeg.load(path, RUNTIME)
+    assert loaded.cfg.mode == "fast"
+    assert np.array_equal(loaded.sample(2, seed=5).images, fast_fitted.sample(2, seed=5).images)
+
+    data = polyps(2)
+    crash = CrashAfter("p1/scale1/rec_rmse")
+    with pytest.raises(KeyboardInterrupt):
+        SinganSeg.build(FAST, 3, RUNTIME).fit(data, tmp_path / "run", crash)
+    resumed, seen = SinganSeg.build(FAST, 3, RUNTIME), CrashAfter("never")
+    resumed.fit(data, tmp_path / "run", seen)
+    assert not any("/scale0/" in n for n in seen.names)
+    for a, b in zip(resumed.models, fast_fitted.models, strict=True):
+        assert a.noise_amps == b.noise_amps
+        for sa, sb in zip(a.g_states + a.d_states, b.g_states + b.d_states, strict=True):
+            assert all(torch.equal(sa[key], sb[key]) for key in sa)
+
+
+def test_original_g_update_is_one_update_per_iteration_like_singan_segs_code():
+    data = polyps(1, seed=4)
+    real = real_pyramid(to_tensor(data.images[0], data.masks[0]), pyramid_for(24, 24, TINY))[0]
+    cfg = TINY.model_copy(update={"niter": 3, "g_update": "original"})
+
+    def g_after(c: SinganConfig) -> dict[str, torch.Tensor]:
+        return train_scale(c, real, (13, 13), Trained(), [0], RUNTIME).g_state
+
+    one, three = g_after(cfg.model_copy(update={"g_steps": 1})), g_after(cfg)
+    # SinGAN-Seg's Gsteps passes are identical and step once: the weights do not depend on
+    # g_steps, only BatchNorm's running statistics do (each pass updates them).
+    assert torch.equal(one["net.0.0.weight"], three["net.0.0.weight"])
+    assert not torch.equal(one["net.0.1.running_mean"], three["net.0.1.running_mean"])
+    singan = g_after(cfg.model_copy(update={"g_update": "singan"}))
+    assert not torch.equal(singan["net.0.0.weight"], three["net.0.0.weight"])

@@ -26,12 +26,18 @@ FORMAT = "synthmed.singan-seg.v1"
 
 SAMPLING_FIELDS = (
     "models_at_once",
+    "one_by_one_from_side",
     "log_every",
     "gen_start_scale",
     "sample_scale_h",
     "sample_scale_w",
 )
 """SinganConfig fields that do not change what is trained (K-at-once equals one-by-one)."""
+
+
+def iterations(cfg: SinganConfig) -> int:
+    """Training iterations per scale in ``cfg``'s mode."""
+    return cfg.fast_niter if cfg.mode == "fast" else cfg.niter
 
 
 def training_settings(cfg: SinganConfig) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from components.generators.singan_seg.batched import groups, train_group
 from components.generators.singan_seg.checkpoint import (
     FORMAT,
     SinganModel,
+    iterations,
     load_model,
     save_model,
     training_settings,
@@ -48,6 +49,7 @@ def sample_id(image_id: str, k: int) -> str:
 def source_id(sample: str) -> str:
     """The real image a sample's model was trained on (inverse of :func:`sample_id`)."""
     return sample.rsplit(SAMPLE_SEP, 1)[0]
+
 
 CHECKPOINT = "singan.pt"
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -193,7 +195,9 @@ class SinganSeg(Generator):
                     members,
                     self.runtime,
                     on_scale_done=scale_done,
-                    on_log=lambda n, ids_=ids_: self._logger(n, ids_, reporter),
+                    on_log=lambda n, part, ids_=ids_: self._logger(
+                        n, [ids_[i] for i in part], reporter
+                    ),
                 )
                 for i, m in zip(group, trained, strict=True):
                     models[i] = m
@@ -203,7 +207,7 @@ class SinganSeg(Generator):
             "singan.models": float(len(models)),
             "singan.scales": float(models[0].pyramid.num_scales),
             "singan.seconds": seconds,
-            "singan.model_iters_per_s": scales_todo * self.cfg.niter / seconds,
+            "singan.model_iters_per_s": scales_todo * iterations(self.cfg) / seconds,
             "singan.rec_rmse_mean": float(np.mean([m.rec_rmse[-1] for m in models])),
         }
 

@@ -44,6 +44,8 @@ def pyramid_for(height: int, width: int, cfg: SinganConfig) -> Pyramid:
             f"singan.min_size: {cfg.min_size} px is larger than the images' shorter side "
             f"({height}x{width})"
         )
+    if cfg.mode == "fast":
+        return consingan_pyramid(height, width, cfg)
     num_scales = math.ceil(math.log(cfg.min_size / short, cfg.scale_factor)) + 1
     scales_above_max = math.ceil(math.log(min(cfg.max_size, long) / long, cfg.scale_factor))
     stop_scale = num_scales - scales_above_max
@@ -58,6 +60,26 @@ def pyramid_for(height: int, width: int, cfg: SinganConfig) -> Pyramid:
         for i in range(stop_scale + 1)
     )
     return Pyramid(sizes=sizes, scale_factor=factor)
+
+
+def consingan_pyramid(height: int, width: int, cfg: SinganConfig) -> Pyramid:
+    """The fast mode's pyramid: ``fast_stages`` sizes by ConSinGAN's rescaling rule.
+
+    The finest is the image scaled to ``max_size``, the coarsest has its shorter side at
+    ``min_size``; stage i of N - 1 is scaled by ``f ** ((N-2) / ln(N-1) * ln(N-1-i) + 1)`` with
+    ``f = (min_size / short) ** (1 / (N-1))`` (Hinz et al. 2021), which puts fewer stages at the
+    coarse end than SinGAN's geometric series and closes with one factor-f step to the image.
+    """
+    stop = cfg.fast_stages - 1
+    scale1 = min(cfg.max_size / max(height, width), 1)
+    h1, w1 = math.ceil(height * scale1), math.ceil(width * scale1)
+    factor = math.pow(cfg.min_size / min(h1, w1), 1 / stop)
+    sizes = []
+    for i in range(stop):
+        exponent = (stop - 1) / math.log(stop) * math.log(stop - i) + 1 if stop > 1 else 1
+        s = math.pow(factor, exponent)
+        sizes.append((math.ceil(h1 * s), math.ceil(w1 * s)))
+    return Pyramid(sizes=(*sizes, (h1, w1)), scale_factor=factor)
 
 
 def to_tensor(image: np.ndarray, mask: np.ndarray) -> torch.Tensor:

@@ -9,7 +9,18 @@ The algorithm is the original's ``train_single_scale`` with these deliberate dif
   (the original code redraws it every iteration, a known bug);
 - the generator steps recompute the fake with the current weights (the original backpropagates
   through a graph whose weights ``optimizerG.step`` has changed in place; PyTorch now refuses);
-- the discriminator gets no gradients during generator steps (it is not stepped there anyway).
+- the discriminator gets no gradients during generator steps (it is not stepped there anyway);
+- with ``g_update: original`` (the default) G is updated once per iteration, as SinGAN-Seg's
+  code does: its ``Gsteps`` passes are identical (grads zeroed in each, one step after the
+  loop), so one pass is computed; ``g_update: singan`` makes them g_steps real updates on
+  freshly computed fakes, as the SinGAN paper describes.
+
+Work the loop would otherwise do twice, removed without changing the math:
+- the fake of the last discriminator step is computed with gradients and is the first generator
+  step's fake (same weights, same input; SinGAN recomputes it); BatchNorm's running
+  statistics are updated as by the identical forwards one stands for (:func:`counts_as`);
+- the frozen scales' random path of all discriminator steps runs as one batch (eval mode:
+  batch-independent), and their reconstruction path once per scale.
 
 Every model draws its randomness from its own generators, seeded by (model seed, scale), and
 every loss is reduced per model before the sum that is backpropagated, so model k's gradients
@@ -18,8 +29,9 @@ depend only on model k: K models trained together equal K trained one by one (sa
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -64,12 +76,15 @@ class ScaleResult:
     z_rec: torch.Tensor | None
     rec_rmse: torch.Tensor
     """Per model, RMSE of the reconstruction at this scale (in [-1, 1] units)."""
+    lower_g_states: tuple[dict[str, torch.Tensor], ...] = ()
+    """Fast mode: the retrained generators of the scales just below, replacing theirs."""
 
     def extend(self, done: Trained, size: tuple[int, int]) -> Trained:
-        """``done`` with this scale appended."""
+        """``done`` with this scale appended (and the retrained lower scales replaced)."""
+        kept = done.g_states[: done.num_scales - len(self.lower_g_states)]
         return Trained(
             sizes=(*done.sizes, size),
-            g_states=(*done.g_states, self.g_state),
+            g_states=(*kept, *self.lower_g_states, self.g_state),
             d_states=(*done.d_states, self.d_state),
             noise_amps=(*done.noise_amps, self.noise_amp),
             z_rec=done.z_rec if self.z_rec is None else self.z_rec,
@@ -123,9 +138,12 @@ def noise_map(z: torch.Tensor) -> torch.Tensor:
     return _flat(z.expand(k, CHANNELS, h, w), k)
 
 
-def _frozen_nets(cfg: SinganConfig, done: Trained, k: int, runtime: Runtime) -> list[nn.Module]:
+def _frozen_nets(
+    cfg: SinganConfig, done: Trained, k: int, runtime: Runtime, upto: int | None = None
+) -> list[nn.Module]:
+    """The finished generators below scale ``upto`` (all by default), frozen in eval mode."""
     nets = []
-    for scale, state in enumerate(done.g_states):
+    for scale, state in enumerate(done.g_states[:upto]):
         net = networks.build(
             "G", CHANNELS, networks.nfc_at(cfg, scale), cfg.num_layer, k, runtime.device
         )
@@ -154,6 +172,44 @@ def run_scales(
     for net, amp, z, nxt in zip(nets, amps, noises, [*sizes[1:], out_size], strict=True):
         x = upsample(net(x if z is None else amp * z + x, x).float(), nxt)
     return x
+
+
+@contextlib.contextmanager
+def counts_as(net: nn.Module, n: int) -> Iterator[None]:
+    """Forwards inside update BatchNorm's running statistics as ``n`` identical forwards would.
+
+    n updates with the same batch statistic m give (1-a)^n r + (1 - (1-a)^n) m: one update at
+    momentum 1 - (1-a)^n. Used where one forward stands for n (a reused fake, a repeated pass).
+    """
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d) and m.training]
+    old = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 1 - (1 - m.momentum) ** n
+    try:
+        yield
+    finally:
+        for m, a in zip(norms, old, strict=True):
+            m.momentum = a
+            m.num_batches_tracked += n - 1
+
+
+def random_prevs(
+    frozen: Sequence[nn.Module],
+    amps: Sequence[torch.Tensor],
+    sizes: Sequence[tuple[int, int]],
+    maps: Sequence[torch.Tensor],
+    out_size: tuple[int, int],
+    n: int,
+) -> torch.Tensor:
+    """``n`` random passes through the frozen scales as one batch: n x (K*C) x H x W.
+
+    ``maps`` holds n noise maps per frozen scale, pass-major (pass j's maps are
+    ``maps[j*S:(j+1)*S]``, S = len(frozen)). Frozen nets are in eval mode, so a batch of n equals
+    n separate passes.
+    """
+    s = len(frozen)
+    noises = [torch.cat([maps[j * s + i] for j in range(n)]) for i in range(s)]
+    return run_scales(frozen, amps, sizes, noises, out_size)
 
 
 def gradient_penalty(
@@ -188,6 +244,40 @@ def _start_states(
     return g, d
 
 
+def new_nets(
+    cfg: SinganConfig, done: Trained, seeds: Sequence[int], runtime: Runtime
+) -> tuple[nn.Module, nn.Module]:
+    """Scale ``done.num_scales``'s G and D for K models, initialized, in training mode."""
+    k, scale, fmt = len(seeds), done.num_scales, runtime.memory_format
+    nfc = networks.nfc_at(cfg, scale)
+    netG = networks.build("G", CHANNELS, nfc, cfg.num_layer, k, runtime.device)
+    netD = networks.build("D", CHANNELS, nfc, cfg.num_layer, k, runtime.device)
+    g_state, d_state = _start_states(cfg, scale, done, seeds)
+    netG.load_state_dict(g_state)
+    netD.load_state_dict(d_state)
+    return netG.train().to(memory_format=fmt), netD.train().to(memory_format=fmt)
+
+
+def schedulers(
+    cfg: SinganConfig, niter: int, *opts: torch.optim.Optimizer
+) -> list[torch.optim.lr_scheduler.MultiStepLR]:
+    """One lr decay by ``lr_gamma`` at ``lr_decay_at`` of the scale's iterations, per optimizer."""
+    milestone = [int(cfg.lr_decay_at * niter)]
+    return [torch.optim.lr_scheduler.MultiStepLR(o, milestone, gamma=cfg.lr_gamma) for o in opts]
+
+
+def cpu_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: t.detach().cpu().contiguous() for name, t in net.state_dict().items()}
+
+
+def log_losses(
+    on_log: LogFn | None, it: int, niter: int, every: int, **losses: torch.Tensor
+) -> None:
+    """Call ``on_log`` every ``every`` iterations and at the last one (``it`` counts from 0)."""
+    if on_log is not None and ((it + 1) % every == 0 or it + 1 == niter):
+        on_log(it + 1, {name: v.detach() for name, v in losses.items()})
+
+
 def train_scale(
     cfg: SinganConfig,
     real: torch.Tensor,
@@ -213,19 +303,10 @@ def train_scale(
         reconstruction noise (coarsest scale only) and reconstruction RMSE.
     """
     k, scale, dev, fmt = len(seeds), done.num_scales, runtime.device, runtime.memory_format
-    nfc = networks.nfc_at(cfg, scale)
-    netG = networks.build("G", CHANNELS, nfc, cfg.num_layer, k, dev)
-    netD = networks.build("D", CHANNELS, nfc, cfg.num_layer, k, dev)
-    g_state, d_state = _start_states(cfg, scale, done, seeds)
-    netG.load_state_dict(g_state)
-    netD.load_state_dict(d_state)
-    netG.train().to(memory_format=fmt)
-    netD.train().to(memory_format=fmt)
+    netG, netD = new_nets(cfg, done, seeds, runtime)
     opt_g = torch.optim.Adam(netG.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(netD.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    milestone = [int(cfg.lr_decay_at * cfg.niter)]
-    sched_g = torch.optim.lr_scheduler.MultiStepLR(opt_g, milestone, gamma=cfg.lr_gamma)
-    sched_d = torch.optim.lr_scheduler.MultiStepLR(opt_d, milestone, gamma=cfg.lr_gamma)
+    scheds = schedulers(cfg, cfg.niter, opt_g, opt_d)
 
     gens = [torch.Generator(device=dev).manual_seed(scale_seed(s, scale, 1)) for s in seeds]
     real = _flat(real.to(dev), k).contiguous(memory_format=fmt)
@@ -254,56 +335,63 @@ def train_scale(
     # Per iteration: this scale's noise, fresh noise through the frozen scales for every D
     # step (the original's draw_concat('rand') per D step) and one GP mix factor per D step.
     step_shapes = shapes[-1:] + shapes[:-1] * cfg.d_steps + [(1, 1, cfg.d_steps)]
+    singan = cfg.g_update == "singan"
     for it in range(cfg.niter):
         *maps, gp_draw = _draw(gens, step_shapes, dev)
         z, *rest = (noise_map(t) for t in maps)
         # A normal pushed through its CDF is uniform: the GP mix factors ride on the same draw.
         alphas = 0.5 * (1 + torch.erf(gp_draw.reshape(k, cfg.d_steps) / math.sqrt(2)))
+        with torch.no_grad(), runtime.autocast():
+            prevs = (
+                random_prevs(frozen, amps_before, done.sizes, rest, size, cfg.d_steps)
+                if scale
+                else torch.zeros(cfg.d_steps, *real.shape[1:], device=dev)
+            ).contiguous(memory_format=fmt)
         netD.requires_grad_(True)
         for j in range(cfg.d_steps):
-            with torch.no_grad(), runtime.autocast():
-                prev = (
-                    run_scales(
-                        frozen, amps_before, done.sizes, rest[j * scale : (j + 1) * scale], size
-                    )
-                    if scale
-                    else torch.zeros_like(real)
-                ).contiguous(memory_format=fmt)
-                x = amp_c * z + prev
+            last = j == cfg.d_steps - 1
+            prev = prevs[j : j + 1]
+            x = amp_c * z + prev
+            # The last D step's fake keeps its graph: it is the first G step's fake (SinGAN
+            # computes that fake again; SinGAN-Seg reuses it too).
+            with (
+                torch.set_grad_enabled(last),
+                runtime.autocast(),
+                counts_as(netG, 2 if last and singan else 1),
+            ):
                 fake = netG(x, prev)
             with runtime.autocast():
                 err_real = -_per_model_mean(netD(real), k)
-                err_fake = _per_model_mean(netD(fake), k)
-                gp = gradient_penalty(netD, real, fake.float(), alphas[:, j], k)
+                err_fake = _per_model_mean(netD(fake.detach()), k)
+                gp = gradient_penalty(netD, real, fake.detach().float(), alphas[:, j], k)
             err_d = err_real + err_fake + cfg.gp_weight * gp
             opt_d.zero_grad(set_to_none=True)
             err_d.sum().backward()
             opt_d.step()
 
         netD.requires_grad_(False)
-        for _ in range(cfg.g_steps):
+        # SinGAN-Seg's g_steps passes repeat one computation (same weights, same fake, grads
+        # zeroed each pass, one step after the loop): done once. SinGAN's are real steps.
+        for step in range(cfg.g_steps if singan else 1):
             with runtime.autocast():
-                err_g = -_per_model_mean(netD(netG(x, prev)), k)
-                rec = netG(rec_in, rec_prev)
+                err_g = -_per_model_mean(netD(fake if step == 0 else netG(x, prev)), k)
+                with counts_as(netG, 1 if singan else cfg.g_steps):
+                    rec = netG(rec_in, rec_prev)
                 rec_loss = cfg.rec_weight * _per_model_mean((rec.float() - real) ** 2, k)
             opt_g.zero_grad(set_to_none=True)
             (err_g + rec_loss).sum().backward()
             opt_g.step()
-        sched_g.step()
-        sched_d.step()
-
-        if on_log is not None and ((it + 1) % cfg.log_every == 0 or it + 1 == cfg.niter):
-            on_log(
-                it + 1, {"errD": err_d.detach(), "errG": err_g.detach(), "rec": rec_loss.detach()}
-            )
+        for sched in scheds:
+            sched.step()
+        log_losses(on_log, it, cfg.niter, cfg.log_every, errD=err_d, errG=err_g, rec=rec_loss)
 
     with torch.no_grad(), runtime.autocast():
         netG.eval()
         rec = netG(rec_in, rec_prev).float()
     rec_rmse = _per_model_mean((rec - real) ** 2, k).sqrt()
     return ScaleResult(
-        g_state={n: t.detach().cpu().contiguous() for n, t in netG.state_dict().items()},
-        d_state={n: t.detach().cpu().contiguous() for n, t in netD.state_dict().items()},
+        g_state=cpu_state(netG),
+        d_state=cpu_state(netD),
         noise_amp=amp.cpu(),
         z_rec=z_rec.reshape(k, CHANNELS, *size).cpu() if scale == 0 else None,
         rec_rmse=rec_rmse.cpu(),
