@@ -389,8 +389,9 @@ def test_per_scale_k_equals_one_by_one():
 def test_bf16_at_large_scales_stays_close_to_fp32(monkeypatch):
     from components.generators.singan_seg import schedule
 
-    if not schedule.cpu_has_fast_bf16():
-        pytest.skip("this CPU has no native bf16: the option is off here")
+    # The numerics are the question, not the speed: on a CPU without native bf16 autocast is
+    # emulated (slow but the same rounding), so the comparison runs everywhere.
+    monkeypatch.setattr(schedule, "cpu_has_fast_bf16", lambda: True)
     data = polyps(2, seed=3)
     fp32 = TINY.model_copy(update={"niter": 20, "bf16_from_side": None})
     bf16 = fp32.model_copy(update={"bf16_from_side": 17})  # scales 1 and 2
